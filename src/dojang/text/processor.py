@@ -62,6 +62,10 @@ class WatermarkLogitsProcessor(LogitsProcessor):
         self._seed = seed if seed is not None else secrets.randbits(63)
         self._generators: dict[torch.device, torch.Generator] = {}
         self._tables: dict[tuple[int, torch.device], tuple[torch.Tensor, torch.Tensor]] = {}
+        # Free-prefix state: bits of entropy sampled so far in each row of the current generate run.
+        self._free_bits = float(config.free_bits)
+        self._spent: torch.Tensor | None = None
+        self._last_length = 0
 
     def __repr__(self) -> str:
         return (
@@ -132,9 +136,26 @@ class WatermarkLogitsProcessor(LogitsProcessor):
             chosen = self._candidate_step(logits, seeds, cand_table, cfg)
         else:  # pragma: no cover - new schemes must add their step here
             raise ConfigError(f"no generation step for scheme {cfg.scheme!r}")
+        if self._free_bits > 0:
+            chosen = self._free_prefix(input_ids, logits, chosen)
         out = torch.full_like(scores, -math.inf)
         out.scatter_(1, chosen.unsqueeze(1), 0.0)
         return out  # type: ignore[return-value]
+
+    def _free_prefix(self, input_ids: torch.Tensor, logits: torch.Tensor, chosen: torch.Tensor) -> torch.Tensor:
+        """Rows whose answer has not yet spent ``free_bits`` of entropy take a plain sample."""
+        batch, length = input_ids.shape
+        if self._spent is None or length <= self._last_length or self._spent.shape[0] != batch:
+            self._spent = torch.zeros(batch, dtype=torch.float64, device=logits.device)  # a new run
+        self._last_length = length
+        free = self._spent < self._free_bits
+        if not bool(free.any()):
+            return chosen
+        probs = logits.softmax(dim=-1)
+        entropy = -(probs * torch.log2(probs.clamp_min(1e-30))).sum(-1).double()
+        self._spent = self._spent + torch.where(free, entropy, torch.zeros_like(entropy))
+        plain = self._sample(logits)
+        return torch.where(free, plain, chosen)
 
     def _kgw_step(
         self,
