@@ -127,3 +127,16 @@ def merge_windows(
         else:
             runs.append((start, end, lp))
     return runs
+
+
+def trim_run(scores: NDArray[np.float64], start: int, end: int, level: float) -> tuple[int, int]:
+    """The sub-run of ``scores[start:end]`` with the largest sum of (score - level): where the
+    marked tokens are, without the unmarked tokens that the windows around them took in."""
+    x = scores[start:end] - level
+    prefix = np.concatenate([[0.0], np.cumsum(x)])
+    lowest = np.minimum.accumulate(prefix)
+    j = int(np.argmax(prefix - lowest))
+    i = int(np.argmin(prefix[: j + 1]))
+    if j <= i:
+        return start, end
+    return start + i, start + j

@@ -110,6 +110,11 @@ class SchemeConfig(ABC):
     def log_tail(self, total: NDArray[np.float64], n_tokens: NDArray[np.int64]) -> NDArray[np.float64]:
         """log P(score sum >= total | n_tokens tokens, no watermark)."""
 
+    @property
+    @abstractmethod
+    def null_moments(self) -> tuple[float, float]:
+        """Mean and standard deviation of one token's score without the watermark."""
+
     def identity(self) -> tuple[Any, ...]:
         """What detection depends on; generation-only parameters are left out."""
         return (self.scheme, self.context_width, self.seeding)
@@ -158,6 +163,11 @@ class KGWConfig(SchemeConfig):
     def effective_gamma(self) -> float:
         return self.green_threshold / N32
 
+    @property
+    def null_moments(self) -> tuple[float, float]:
+        g = self.effective_gamma
+        return g, math.sqrt(g * (1.0 - g))
+
     def token_scores(self, u: NDArray[np.int64]) -> NDArray[np.float64]:
         return (u < self.green_threshold).astype(np.float64)
 
@@ -200,6 +210,10 @@ class SynthIDConfig(_CandidateScheme):
         if not 1 <= self.layers <= 32:
             raise ConfigError(f"synthid: layers must lie in [1, 32], got {self.layers}")
 
+    @property
+    def null_moments(self) -> tuple[float, float]:
+        return self.layers / 2.0, math.sqrt(self.layers) / 2.0
+
     def token_scores(self, u: NDArray[np.int64]) -> NDArray[np.float64]:
         bits = np.zeros(u.shape, dtype=np.int64)
         for layer in range(self.layers):
@@ -218,6 +232,10 @@ class SynthIDConfig(_CandidateScheme):
 class GumbelConfig(_CandidateScheme):
     """Gumbel-max / exponential-minimum sampling (Aaronson 2022): pick argmax r_x^(1/p_x) with
     keyed uniforms r; distortion-free, and deterministic given the context."""
+
+    @property
+    def null_moments(self) -> tuple[float, float]:
+        return 1.0, 1.0
 
     def token_scores(self, u: NDArray[np.int64]) -> NDArray[np.float64]:
         # -log(1 - u/2^32) with 1 - u/2^32 in {1/2^32, ..., 1}: stochastically below Exp(1).

@@ -21,7 +21,14 @@ from dojang.errors import ConfigError, InputError
 from dojang.keys import Key, KeyRing
 from dojang.stats import Detection, Span, Verdict, decide
 from dojang.text._hash import key_words
-from dojang.text._scoring import first_occurrences, merge_windows, scan, score_document, seeds_and_values
+from dojang.text._scoring import (
+    first_occurrences,
+    merge_windows,
+    scan,
+    score_document,
+    seeds_and_values,
+    trim_run,
+)
 from dojang.text.config import SchemeConfig, known_configs, resolve
 
 DEFAULT_ALPHA = 1e-4
@@ -150,13 +157,15 @@ class TextDetector:
         if result is not None and offsets is not None and log_p <= math.log(self.alpha):
             extra = math.log(2.0) + log_tests
             runs = merge_windows(result.windows, result.window_log_p + extra, math.log(self.alpha))
+            mean, std = cfg.null_moments
+            trimmed = [(*trim_run(scored.scores, s, e, mean + 0.5 * std), lp) for s, e, lp in runs]
             spans = tuple(
                 Span(
                     start=int(offsets[scored.positions[s], 0]),
                     end=int(offsets[scored.positions[e - 1], 1]),
                     log_p_value=min(0.0, lp),
                 )
-                for s, e, lp in runs
+                for s, e, lp in trimmed
             )
         n = int(scored.scores.size)
         verdict = decide(log_p, alpha=self.alpha, tokens_scored=n, min_tokens=self.min_tokens)
