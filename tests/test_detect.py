@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from dojang import InputError, Verdict
-from dojang.text import TextDetector, generate_batch, known_configs, resolve
+from dojang.text import KGWConfig, TextDetector, generate_batch, known_configs, resolve
 from tests.conftest import HUMAN_EN, HUMAN_KO
 from tests.helpers import fixed_key
 
@@ -23,7 +23,7 @@ def marked(tiny_model, tokenizer):
     for scheme in ("kgw", "synthid", "gumbel"):
         gens = generate_batch(
             PROMPTS, key=fixed_key(0), scheme=scheme, model=tiny_model, tokenizer=tokenizer,
-            max_new_tokens=80, temperature=1.0, seed=0, chat=False,
+            max_new_tokens=150, temperature=1.0, seed=0, chat=False,
         )
         out[scheme] = gens
     return out
@@ -86,9 +86,9 @@ def test_spans_locate_a_pasted_answer(tokenizer) -> None:
     """A marked passage pasted between human paragraphs is found at the right offsets."""
     import torch
 
-    # Build a marked passage token by token over flat logits. Over a flat distribution the
-    # candidate schemes pool almost everything into their unmarked tail, so this uses kgw.
-    cfg = resolve("kgw")
+    # Build a marked passage token by token over flat logits: kgw with every token a candidate
+    # (candidates is generation-only: the detector's "kgw" configuration reads the same mark).
+    cfg = KGWConfig(candidates=65536)
     proc = cfg.build_processor(fixed_key(0), temperature=1.0, seed=3)
     words = tokenizer(" The river was quiet and the boats slept in the harbour", add_special_tokens=False)["input_ids"]
     ids = torch.tensor([words])

@@ -46,7 +46,7 @@ def test_kgw_green_mask_matches_detector_bits() -> None:
 @pytest.mark.parametrize("seeding", ["selfhash", "lefthash", "minhash"])
 def test_kgw_bias_matches_closed_form(seeding: str) -> None:
     delta, rows = 2.0, 4000
-    cfg = KGWConfig(delta=delta, seeding=seeding)
+    cfg = KGWConfig(delta=delta, seeding=seeding, candidates=V)  # every token a candidate
     proc = cfg.build_processor(fixed_key(1), temperature=1.0, seed=123)
     ctx = _contexts(1).repeat(rows, 1)  # one context, many draws
     out = proc(ctx, torch.zeros(rows, V))

@@ -15,7 +15,7 @@ from dojang.keys import Key
 from dojang.keys._keys import _key_id_for
 from dojang.text._hash import candidate_hash, context_hash, key_words, mix32
 from dojang.text._scoring import score_document, seeds_and_values
-from dojang.text.config import SCHEME_DEFAULTS, PRESETS
+from dojang.text.config import PRESETS, SCHEME_DEFAULTS
 
 TEST_SECRET = bytes(range(32))  # a public test vector, never a usable default
 
@@ -32,7 +32,7 @@ def main() -> None:
         "token_ids": tokens,
         "configs": {},
     }
-    configs = {**{f"preset:{k}": v for k, v in PRESETS.items()}, "scheme:gumbel": SCHEME_DEFAULTS["gumbel"]}
+    configs = {**{f"preset:{k}": v for k, v in PRESETS.items()}, "scheme:kgw": SCHEME_DEFAULTS["kgw"]}
     for name, cfg in configs.items():
         words = key_words(key, cfg.scheme)
         positions = np.arange(cfg.context_width, ids.size, dtype=np.int64)

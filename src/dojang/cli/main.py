@@ -33,7 +33,7 @@ def keygen(output: str, force: bool) -> None:
 
 @main.command()
 @click.option("--prompt", default="In three sentences, why do people enjoy walking in the rain?", show_default=True)
-@click.option("--scheme", default="kgw", show_default=True, help="Scheme or preset to stamp with.")
+@click.option("--scheme", default="default", show_default=True, help="Scheme or preset to stamp with.")
 @click.option("--max-new-tokens", default=120, show_default=True, type=int)
 @click.option("--temperature", default=0.7, show_default=True, type=float)
 @click.option("--seed", default=None, type=int, help="Fix the sampling noise.")

@@ -43,7 +43,7 @@ def text() -> None:
 
 @text.command("generate")
 @click.option("--key", "key_path", required=True, help="Key file from 'dojang keygen'.")
-@click.option("--scheme", default="kgw", show_default=True, help="kgw, synthid, gumbel, or a preset (default, robust, distortion-free).")
+@click.option("--scheme", default="default", show_default=True, help="kgw, synthid, gumbel, or a preset (default, robust, distortion-free).")
 @click.option("--max-new-tokens", default=200, show_default=True, type=int)
 @click.option("--temperature", default=0.7, show_default=True, type=float)
 @click.option("--top-p", default=None, type=float, help="Nucleus sampling mass.")

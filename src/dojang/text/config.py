@@ -70,6 +70,10 @@ def scheme_config(name: str, **params: Any) -> SchemeConfig:
 class SchemeConfig(ABC):
     """Common parameters: how many previous tokens seed the hash, and how they are combined.
 
+    ``candidates`` (generation only): each step reshapes the distribution over the ``candidates``
+    most likely tokens; the rest keep their probabilities (kgw) or are pooled into one tail
+    candidate (synthid, gumbel), which keeps the cost per step independent of the vocabulary.
+
     ``free_bits`` (generation only): each answer starts with unwatermarked tokens until their
     entropy adds up to this many bits, so that one prompt under one key still yields varied
     answers with schemes that are deterministic given the context (gumbel). Those tokens are
@@ -83,8 +87,11 @@ class SchemeConfig(ABC):
     seeding: str = "selfhash"
     allow_narrow_context: bool = False
     free_bits: float = 0.0
+    candidates: int = 256
 
     def __post_init__(self) -> None:
+        if not 1 <= self.candidates <= 65536:
+            raise ConfigError(f"{self.scheme}: candidates must lie in [1, 65536], got {self.candidates}")
         if not 0.0 <= self.free_bits <= 64.0:
             raise ConfigError(f"{self.scheme}: free_bits must lie in [0, 64], got {self.free_bits}")
         if self.seeding not in self.allowed_seedings:
@@ -182,19 +189,12 @@ class KGWConfig(SchemeConfig):
 class _CandidateScheme(SchemeConfig):
     """Schemes that reshape the whole next-token distribution. They treat the ``candidates``
     most likely tokens one by one and pool the rest into one 'tail' candidate, which keeps the
-    sampling exactly distortion-free while the per-step cost stays independent of the vocabulary.
-    """
+    sampling exactly distortion-free."""
 
     # Every context gets its own seed: a seed shared by many positions (minhash) would make these
     # schemes pick the same tokens again and again.
     allowed_seedings: ClassVar[tuple[str, ...]] = ("lefthash",)
     seeding: str = "lefthash"
-    candidates: int = 128
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if not 1 <= self.candidates <= 4096:
-            raise ConfigError(f"{self.scheme}: candidates must lie in [1, 4096], got {self.candidates}")
 
 
 @register("synthid")

@@ -38,10 +38,11 @@ def generate_batch(
     prompts: Sequence[str],
     *,
     key: Key | None,
-    scheme: str | SchemeConfig = "kgw",
+    scheme: str | SchemeConfig | None = "default",
     model: Any = None,
     tokenizer: Any = None,
     max_new_tokens: int = 200,
+    min_new_tokens: int = 0,
     temperature: float = 0.7,
     top_k: int | None = None,
     top_p: float | None = None,
@@ -53,7 +54,8 @@ def generate_batch(
 
     ``key=None`` generates without a watermark (same sampling settings): the baseline for
     quality and speed comparisons. ``model``/``tokenizer`` default to the embedded model.
-    Batches of ``batch_size`` prompts are left-padded and generated together.
+    Batches of ``batch_size`` prompts are left-padded and generated together. ``min_new_tokens``
+    holds back the end-of-sequence token (benchmarks use it for fixed-length answers).
     """
     import torch
 
@@ -74,9 +76,9 @@ def generate_batch(
         tokenizer = tokenizer or default_tok
     elif tokenizer is None:
         raise ConfigError("pass the tokenizer that belongs to the model")
-    config = resolve(scheme)
     processors = []
     if key is not None:
+        config = resolve(scheme)
         processors.append(config.build_processor(key, temperature=temperature, top_k=top_k, top_p=top_p, seed=seed))
     elif seed is not None:
         torch.manual_seed(seed)
@@ -99,6 +101,7 @@ def generate_batch(
             seqs = model.generate(
                 **enc,
                 max_new_tokens=max_new_tokens,
+                min_new_tokens=min_new_tokens,
                 pad_token_id=tokenizer.pad_token_id,
                 **sampling,
             )

@@ -117,11 +117,33 @@ class WatermarkLogitsProcessor(LogitsProcessor):
             logits = logits.masked_fill(drop, -math.inf)
         return logits
 
-    def _sample(self, logits: torch.Tensor) -> torch.Tensor:
+    def _sample(self, logits: torch.Tensor, top_ids: torch.Tensor | None = None) -> torch.Tensor:
+        """One exact draw from softmax(logits) per row, in two stages: first among the likely
+        tokens ``top_ids`` and the pooled rest, then (rarely) inside the rest. A full-vocabulary
+        multinomial costs ~10 ms per step here; this costs well under one."""
         if self.temperature == 0:
             return logits.argmax(dim=-1)
-        probs = logits.softmax(dim=-1)
-        return torch.multinomial(probs, 1, generator=self._generator(probs.device)).squeeze(1)
+        if top_ids is None:
+            top_ids = logits.topk(min(self.config.candidates, logits.shape[-1]), dim=-1).indices
+        k = top_ids.shape[1]
+        top_p = (logits.gather(1, top_ids) - logits.logsumexp(dim=-1, keepdim=True)).exp()
+        tail = (1.0 - top_p.sum(-1, keepdim=True)).clamp_min(0.0)
+        pick = torch.multinomial(torch.cat([top_p, tail], dim=1), 1, generator=self._generator(logits.device))
+        chosen = top_ids.gather(1, pick.clamp(max=k - 1)).squeeze(1)
+        return self._draw_tail(logits, top_ids, pick.squeeze(1) == k, chosen)
+
+    def _draw_tail(
+        self, logits: torch.Tensor, top_ids: torch.Tensor, from_tail: torch.Tensor, chosen: torch.Tensor
+    ) -> torch.Tensor:
+        """Rows in ``from_tail`` draw again from softmax(logits) outside ``top_ids``."""
+        if bool(from_tail.any()):
+            rest = logits[from_tail].softmax(dim=-1).scatter(1, top_ids[from_tail], 0.0)
+            ok = rest.sum(-1) > 0  # float round-off can leave a "tail" with no mass: keep the top pick
+            if bool(ok.any()):
+                drawn = torch.multinomial(rest[ok], 1, generator=self._generator(logits.device)).squeeze(1)
+                rows = from_tail.nonzero().squeeze(1)[ok]
+                chosen[rows] = drawn
+        return chosen
 
     # -- the step ------------------------------------------------------------------------------
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
@@ -165,13 +187,15 @@ class WatermarkLogitsProcessor(LogitsProcessor):
         cand_table: torch.Tensor,
         cfg: KGWConfig,
     ) -> torch.Tensor:
+        k = min(cfg.candidates, logits.shape[-1])
+        top_ids = logits.topk(k, dim=-1).indices  # (batch, k): only these can be sampled in practice
         if cfg.seeding == "selfhash":  # the candidate itself joins the minimum
-            seed_grid = torch.minimum(seeds.unsqueeze(1), ctx_table.unsqueeze(0))  # (batch, vocab)
+            seed_grid = torch.minimum(seeds.unsqueeze(1), ctx_table[top_ids])  # (batch, k)
         else:
             seed_grid = seeds.unsqueeze(1)  # (batch, 1)
-        u = mix32(seed_grid ^ cand_table.unsqueeze(0))  # (batch, vocab)
-        green = u < cfg.green_threshold
-        return self._sample(logits + cfg.delta * green)
+        green = mix32(seed_grid ^ cand_table[top_ids]) < cfg.green_threshold  # (batch, k)
+        biased = logits.scatter_add(1, top_ids, green.to(logits.dtype) * cfg.delta)
+        return self._sample(biased, top_ids)
 
     def _candidate_step(
         self,
@@ -180,18 +204,18 @@ class WatermarkLogitsProcessor(LogitsProcessor):
         cand_table: torch.Tensor,
         cfg: SynthIDConfig | GumbelConfig,
     ) -> torch.Tensor:
-        probs = logits.softmax(dim=-1)  # (batch, vocab)
         if self.temperature == 0:
-            return probs.argmax(dim=-1)
-        k = min(cfg.candidates, probs.shape[-1])
-        top_p, top_ids = probs.topk(k, dim=-1)  # (batch, k)
+            return logits.argmax(dim=-1)
+        k = min(cfg.candidates, logits.shape[-1])
+        top_logits, top_ids = logits.topk(k, dim=-1)  # (batch, k)
+        top_p = (top_logits - logits.logsumexp(dim=-1, keepdim=True)).exp()
         tail = (1.0 - top_p.sum(-1, keepdim=True)).clamp_min(0.0)  # (batch, 1)
         q = torch.cat([top_p, tail], dim=1).double()  # (batch, k+1); index k is the pooled tail
         q = q / q.sum(-1, keepdim=True)
         tail_hash = mix32(torch.tensor(TAIL_TOKEN ^ self._words[2], dtype=torch.int64, device=seeds.device))
         cand = torch.cat([cand_table[top_ids], tail_hash.expand(seeds.shape[0], 1)], dim=1)
         u = mix32(seeds.unsqueeze(1) ^ cand)  # (batch, k+1)
-        gen = self._generator(probs.device)
+        gen = self._generator(logits.device)
         if isinstance(cfg, SynthIDConfig):
             for layer in range(cfg.layers):
                 g = ((u >> layer) & 1).double()
@@ -203,11 +227,7 @@ class WatermarkLogitsProcessor(LogitsProcessor):
                 key = torch.where(q > 0, torch.log(r) / q, torch.full_like(q, -math.inf))
             pick = key.argmax(dim=-1)
         chosen = top_ids.gather(1, pick.clamp(max=k - 1).unsqueeze(1)).squeeze(1)
-        from_tail = pick == k
-        if bool(from_tail.any()):
-            rest = probs[from_tail].scatter(1, top_ids[from_tail], 0.0)
-            chosen[from_tail] = torch.multinomial(rest, 1, generator=gen).squeeze(1)
-        return chosen
+        return self._draw_tail(logits, top_ids, pick == k, chosen)
 
     def extra_repr(self) -> str:  # pragma: no cover - cosmetic
         return repr(self)
