@@ -172,8 +172,9 @@ def power_rows(run: Run, p_of) -> tuple[list[object], dict]:
         p = np.asarray([p_of(ids[:n]) for ids in run.token_ids])
         for a in ALPHAS:
             detail[f"tpr@{a:g}/{n}"] = float(np.mean(p <= a))
+    longest = max(len(ids) for ids in run.token_ids)
     for a in ALPHAS:
-        row.append(detail[f"tpr@{a:g}/200"])
+        row.append(float(np.mean(np.asarray([p_of(ids[:longest]) for ids in run.token_ids]) <= a)))
     row.append(detail["tpr@0.001/50"])
     firsts = []
     for ids in run.token_ids:
@@ -285,7 +286,8 @@ def main() -> None:
         power_detail[f"{run.label} T={run.temperature}"] = detail
     results["power"] = power_detail
     report.append(f"### Detection power ({len(prompts)} prompts x {new_tokens} new tokens)\n\n" + md_table(
-        ["scheme", "T", "TPR@1e-2 (200)", "TPR@1e-3 (200)", "TPR@1e-4 (200)", "TPR@1e-3 (50)", "median tokens to p<=1e-3"],
+        ["scheme", "T", f"TPR@1e-2 ({new_tokens})", f"TPR@1e-3 ({new_tokens})", f"TPR@1e-4 ({new_tokens})",
+         "TPR@1e-3 (50)", "median tokens to p<=1e-3"],
         power_table))
     length_rows = []
     for name, d in power_detail.items():
