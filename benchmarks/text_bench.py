@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import gzip
+import itertools
 import json
 import math
 import os
@@ -28,7 +29,7 @@ import torch
 
 from dojang.keys import Key
 from dojang.keys._keys import _key_id_for
-from dojang.text import TextDetector, generate_batch, known_configs, resolve
+from dojang.text import TextDetector, generate_batch, known_configs
 from dojang.text.models import load_model
 
 PROMPTS_EN = [
@@ -160,7 +161,7 @@ def perplexity_and_distinct(model, tok, prompts, run: Run) -> tuple[float, float
         nll += float(torch.nn.functional.cross_entropy(logits, torch.tensor(ids), reduction="sum"))
         count += len(ids)
     grams1 = [t for ids in run.token_ids for t in ids]
-    grams2 = [(a, b) for ids in run.token_ids for a, b in zip(ids, ids[1:], strict=False)]
+    grams2 = [pair for ids in run.token_ids for pair in itertools.pairwise(ids)]
     return math.exp(nll / max(count, 1)), len(set(grams1)) / max(len(grams1), 1), len(set(grams2)) / max(len(grams2), 1)
 
 

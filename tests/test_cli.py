@@ -53,14 +53,23 @@ def test_keygen_refuses_overwrite(runner, keyfile) -> None:
 
 def test_detect_json_contract_on_marked_and_human_text(runner, keyfile, tmp_path, tiny_model, tokenizer) -> None:
     key = load_key(keyfile)
-    gen = generate_batch(["Begin:"], key=key, scheme="default", model=tiny_model, tokenizer=tokenizer,
-                         max_new_tokens=120, temperature=1.0, seed=4, chat=False)[0]
+    gen = generate_batch(
+        ["Begin:"],
+        key=key,
+        scheme="default",
+        model=tiny_model,
+        tokenizer=tokenizer,
+        max_new_tokens=120,
+        temperature=1.0,
+        seed=4,
+        chat=False,
+    )[0]
     marked = tmp_path / "marked.txt"
     marked.write_text(gen.text, encoding="utf-8")
     result = runner.invoke(main, ["text", "detect", "--key", str(keyfile), "--json", str(marked)])
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
-    assert CONTRACT_KEYS <= set(data)
+    assert set(data) >= CONTRACT_KEYS
     assert data["verdict"] == "detected"
     assert data["key_id"] == key.key_id
     assert data["scheme"] == "gumbel"

@@ -22,8 +22,15 @@ def marked(tiny_model, tokenizer):
     out = {}
     for scheme in ("kgw", "synthid", "gumbel"):
         gens = generate_batch(
-            PROMPTS, key=fixed_key(0), scheme=scheme, model=tiny_model, tokenizer=tokenizer,
-            max_new_tokens=150, temperature=1.0, seed=0, chat=False,
+            PROMPTS,
+            key=fixed_key(0),
+            scheme=scheme,
+            model=tiny_model,
+            tokenizer=tokenizer,
+            max_new_tokens=150,
+            temperature=1.0,
+            seed=0,
+            chat=False,
         )
         out[scheme] = gens
     return out
@@ -93,13 +100,16 @@ def test_spans_locate_a_pasted_answer(tokenizer) -> None:
     words = tokenizer(" The river was quiet and the boats slept in the harbour", add_special_tokens=False)["input_ids"]
     ids = torch.tensor([words])
     allowed = torch.full((len(tokenizer),), -math.inf)
-    ascii_words = [i for i in range(len(tokenizer)) if tokenizer.convert_ids_to_tokens(i).startswith("Ġ")
-                   and tokenizer.convert_ids_to_tokens(i)[1:].isalpha()]
+    ascii_words = [
+        i
+        for i in range(len(tokenizer))
+        if tokenizer.convert_ids_to_tokens(i).startswith("Ġ") and tokenizer.convert_ids_to_tokens(i)[1:].isalpha()
+    ]
     allowed[ascii_words] = 0.0  # whole English-looking words only: decodes and re-encodes cleanly
     for _ in range(70):
         nxt = proc(ids, allowed.unsqueeze(0)).argmax(-1)
         ids = torch.cat([ids, nxt.unsqueeze(0)], 1)
-    passage = tokenizer.decode(ids[0, len(words):])
+    passage = tokenizer.decode(ids[0, len(words) :])
     human_before, human_after = HUMAN_EN, " " + HUMAN_EN.replace("committee", "board")
     text = human_before + passage + human_after
     det = TextDetector(keys=fixed_key(0), tokenizer=tokenizer)
@@ -135,8 +145,15 @@ def test_bad_text(tokenizer, bad) -> None:
 
 def test_extreme_p_values_stay_exact(tiny_model, tokenizer) -> None:
     gens = generate_batch(
-        ["Long story:"], key=fixed_key(1), scheme="gumbel", model=tiny_model, tokenizer=tokenizer,
-        max_new_tokens=400, temperature=1.0, seed=2, chat=False,
+        ["Long story:"],
+        key=fixed_key(1),
+        scheme="gumbel",
+        model=tiny_model,
+        tokenizer=tokenizer,
+        max_new_tokens=400,
+        temperature=1.0,
+        seed=2,
+        chat=False,
     )
     result = TextDetector(keys=fixed_key(1), tokenizer=tokenizer, configs=["gumbel"]).detect_ids(list(gens[0].token_ids))
     assert result.log10_p_value < -60  # far below where erf-based p-values return 0

@@ -67,8 +67,12 @@ def test_kgw_bias_matches_closed_form(seeding: str) -> None:
 
 @pytest.mark.parametrize(
     "cfg",
-    [SynthIDConfig(layers=30, candidates=64), SynthIDConfig(layers=5, candidates=8), GumbelConfig(candidates=8),
-     GumbelConfig(candidates=64, free_bits=3.0)],
+    [
+        SynthIDConfig(layers=30, candidates=64),
+        SynthIDConfig(layers=5, candidates=8),
+        GumbelConfig(candidates=8),
+        GumbelConfig(candidates=64, free_bits=3.0),
+    ],
     ids=["synthid-64", "synthid-8-tail", "gumbel-8-tail", "gumbel-free-prefix"],
 )
 def test_distortion_free_over_contexts(cfg) -> None:
@@ -169,8 +173,13 @@ def test_inside_model_generate_with_padding(tiny_model, tokenizer) -> None:
     enc = tokenizer(prompts, return_tensors="pt", padding=True)
     with torch.inference_mode():
         out = tiny_model.generate(
-            **enc, max_new_tokens=60, min_new_tokens=60, do_sample=True, temperature=0.3,
-            logits_processor=[proc], pad_token_id=tokenizer.pad_token_id,
+            **enc,
+            max_new_tokens=60,
+            min_new_tokens=60,
+            do_sample=True,
+            temperature=0.3,
+            logits_processor=[proc],
+            pad_token_id=tokenizer.pad_token_id,
         )
     width = enc["input_ids"].shape[1]
     det = TextDetector(keys=key, tokenizer=tokenizer, configs=[KGWConfig()])

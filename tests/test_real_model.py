@@ -23,8 +23,10 @@ def real():
 
 def test_default_preset_round_trip_on_the_real_model(real) -> None:
     model, tokenizer = real
-    prompts = ["Write a short, imaginative story about a dragon who collects teacups.",
-               "Invent a recipe for a strange new soup and describe how it tastes."]
+    prompts = [
+        "Write a short, imaginative story about a dragon who collects teacups.",
+        "Invent a recipe for a strange new soup and describe how it tastes.",
+    ]
     key = fixed_key(0)
     settings = dict(model=model, tokenizer=tokenizer, max_new_tokens=120, temperature=1.0, seed=7)
     marked = generate_batch(prompts, key=key, scheme="default", **settings)
@@ -41,8 +43,16 @@ def test_default_preset_round_trip_on_the_real_model(real) -> None:
 
 def test_korean_answer_survives_nfd(real) -> None:
     model, tokenizer = real
-    gen = generate_batch(["한국어로 가을에 대한 짧은 시를 써 주세요."], key=fixed_key(1), scheme="robust", model=model,
-                         tokenizer=tokenizer, max_new_tokens=80, temperature=1.0, seed=3)[0]
+    gen = generate_batch(
+        ["한국어로 가을에 대한 짧은 시를 써 주세요."],
+        key=fixed_key(1),
+        scheme="robust",
+        model=model,
+        tokenizer=tokenizer,
+        max_new_tokens=80,
+        temperature=1.0,
+        seed=3,
+    )[0]
     det = TextDetector(keys=fixed_key(1), tokenizer=tokenizer)
     a, b = det.detect(gen.text), det.detect(unicodedata.normalize("NFD", gen.text))
     assert (a.verdict, a.tokens_scored, a.log_p_value) == (b.verdict, b.tokens_scored, b.log_p_value)

@@ -43,13 +43,20 @@ def text() -> None:
 
 @text.command("generate")
 @click.option("--key", "key_path", required=True, help="Key file from 'dojang keygen'.")
-@click.option("--scheme", default="default", show_default=True, help="kgw, synthid, gumbel, or a preset (default, robust, distortion-free).")
+@click.option(
+    "--scheme", default="default", show_default=True, help="kgw, synthid, gumbel, or a preset (default, robust, distortion-free)."
+)
 @click.option("--max-new-tokens", default=200, show_default=True, type=int)
 @click.option("--temperature", default=0.7, show_default=True, type=float)
 @click.option("--top-p", default=None, type=float, help="Nucleus sampling mass.")
 @click.option("--top-k", default=None, type=int, help="Sample among the k most likely tokens.")
 @click.option("--seed", default=None, type=int, help="Fix the sampling noise (the mark depends only on the key).")
-@click.option("--model", "model_path", default=None, help="A local transformers model directory (default: the embedded SmolLM2-135M-Instruct).")
+@click.option(
+    "--model",
+    "model_path",
+    default=None,
+    help="A local transformers model directory (default: the embedded SmolLM2-135M-Instruct).",
+)
 @click.option("--no-chat", is_flag=True, help="Feed PROMPT as raw text instead of through the chat template.")
 @click.argument("prompt")
 @friendly_errors
@@ -119,9 +126,7 @@ def detect_cmd(
     keys = KeyRing.from_files(key_paths)
     configs = [resolve(s) for s in schemes] or None
     content = _read_text(file)
-    detector = TextDetector(
-        keys=keys, tokenizer=load_tokenizer(model_path), configs=configs, alpha=alpha, scan=not no_scan
-    )
+    detector = TextDetector(keys=keys, tokenizer=load_tokenizer(model_path), configs=configs, alpha=alpha, scan=not no_scan)
     result = detector.detect(content, prompt=prompt)
     if as_json:
         click.echo(json.dumps(result.to_dict()))

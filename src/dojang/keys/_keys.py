@@ -7,7 +7,7 @@ import os
 import secrets
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from dojang.errors import DojangKeyError
@@ -76,7 +76,7 @@ class Key:
                 "version": _VERSION,
                 "key_id": self.key_id,
                 "secret": self._secret.hex(),
-                "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                "created": datetime.now(UTC).isoformat(timespec="seconds"),
             },
             indent=2,
         )

@@ -17,7 +17,7 @@ from dojang.text._hash import candidate_hash, context_hash, fold_seed, mix32
 from dojang.text.config import SchemeConfig
 
 # Window sizes of the span scan: powers of sqrt(2) from 16 tokens; stride a quarter window.
-WINDOW_SIZES = tuple(int(round(2 ** (k / 2))) for k in range(8, 40))
+WINDOW_SIZES = tuple(round(2 ** (k / 2)) for k in range(8, 40))
 _DOC_MIX = np.uint64(0x9E3779B97F4A7C15)
 
 
@@ -110,9 +110,7 @@ def scan(scores: NDArray[np.float64], cfg: SchemeConfig) -> ScanResult | None:
     return ScanResult(float(min(0.0, log_p.min())), windows, np.minimum(log_p, 0.0))
 
 
-def merge_windows(
-    windows: NDArray[np.int64], log_p: NDArray[np.float64], threshold: float
-) -> list[tuple[int, int, float]]:
+def merge_windows(windows: NDArray[np.int64], log_p: NDArray[np.float64], threshold: float) -> list[tuple[int, int, float]]:
     """Union of the windows with log p <= threshold, as [start, end) runs with their best log p."""
     chosen = np.flatnonzero(log_p <= threshold)
     if chosen.size == 0:

@@ -95,9 +95,7 @@ class SchemeConfig(ABC):
         if not 0.0 <= self.free_bits <= 64.0:
             raise ConfigError(f"{self.scheme}: free_bits must lie in [0, 64], got {self.free_bits}")
         if self.seeding not in self.allowed_seedings:
-            raise ConfigError(
-                f"{self.scheme}: seeding must be one of {', '.join(self.allowed_seedings)}, got {self.seeding!r}"
-            )
+            raise ConfigError(f"{self.scheme}: seeding must be one of {', '.join(self.allowed_seedings)}, got {self.seeding!r}")
         if not isinstance(self.context_width, int) or self.context_width < 1:
             raise ConfigError(f"{self.scheme}: context_width must be a positive integer")
         if self.context_width > 16:
@@ -164,7 +162,7 @@ class KGWConfig(SchemeConfig):
     @property
     def green_threshold(self) -> int:
         """u < this is green."""
-        return int(math.floor(self.gamma * N32))
+        return math.floor(self.gamma * N32)
 
     @property
     def effective_gamma(self) -> float:
@@ -281,8 +279,7 @@ def resolve(scheme_or_preset: str | SchemeConfig) -> SchemeConfig:
     if scheme_or_preset in PRESETS:
         return PRESETS[scheme_or_preset]
     raise ConfigError(
-        f"unknown scheme or preset {scheme_or_preset!r}; schemes: {', '.join(SCHEME_DEFAULTS)}; "
-        f"presets: {', '.join(PRESETS)}"
+        f"unknown scheme or preset {scheme_or_preset!r}; schemes: {', '.join(SCHEME_DEFAULTS)}; presets: {', '.join(PRESETS)}"
     )
 
 

@@ -205,7 +205,7 @@ class TextDetector:
             scores = cfg.token_scores(values[keep])
             totals = np.bincount(docs_kept, weights=scores, minlength=len(docs))
             counts = np.bincount(docs_kept, minlength=len(docs)).astype(np.int64)
-            lp = np.minimum(cfg.log_tail(totals, counts) + log_tests, 0.0)
+            lp = np.minimum(cfg.log_tail(totals.astype(np.float64), counts) + log_tests, 0.0)
             better = (lp < best_lp) if j else np.ones(len(docs), dtype=bool)
             best_lp = np.where(better, lp, best_lp)
             best_n = np.where(better, counts, best_n)

@@ -78,6 +78,8 @@ def generate_batch(
         raise ConfigError("pass the tokenizer that belongs to the model")
     processors = []
     if key is not None:
+        if scheme is None:
+            raise ConfigError("a key needs a scheme or preset to stamp with")
         config = resolve(scheme)
         processors.append(config.build_processor(key, temperature=temperature, top_k=top_k, top_p=top_p, seed=seed))
     elif seed is not None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import math
 import secrets
+
 import torch
 from transformers import LogitsProcessor
 
@@ -231,4 +232,3 @@ class WatermarkLogitsProcessor(LogitsProcessor):
 
     def extra_repr(self) -> str:  # pragma: no cover - cosmetic
         return repr(self)
-

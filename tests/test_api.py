@@ -1,0 +1,47 @@
+"""The curated public API, pinned: a change here is a change users see."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import dojang
+import dojang.errors
+import dojang.keys
+import dojang.stats
+import dojang.text
+
+
+def test_top_level_api() -> None:
+    assert sorted(dojang.__all__) == sorted(
+        ["ConfigError", "Detection", "DetectionError", "DojangError", "DojangKeyError", "InputError", "Key", "KeyRing",
+         "ProvenanceError", "ServiceError", "Span", "Verdict", "__version__", "generate_key", "load_key", "save_key"]
+    )
+
+
+def test_text_api() -> None:
+    assert sorted(dojang.text.__all__) == sorted(
+        ["PRESETS", "Generation", "GumbelConfig", "KGWConfig", "SchemeConfig", "SynthIDConfig", "TextDetector",
+         "WatermarkLogitsProcessor", "detect", "generate", "generate_batch", "known_configs", "normalize", "preset",
+         "register", "resolve", "scheme_config", "schemes"]
+    )
+    for name in dojang.text.__all__:
+        assert getattr(dojang.text, name) is not None
+
+
+def test_submodule_apis() -> None:
+    assert sorted(dojang.keys.__all__) == ["Key", "KeyRing", "generate_key", "load_key", "save_key"]
+    assert sorted(dojang.stats.__all__) == sorted(
+        ["Detection", "Span", "Verdict", "bonferroni_log", "decide", "log_binom_sf", "log_gamma_sf", "to_p_value"]
+    )
+    for name in dojang.errors.__all__:
+        assert issubclass(getattr(dojang.errors, name), dojang.errors.DojangError)
+
+
+def test_core_imports_without_torch() -> None:
+    code = (
+        "import sys, dojang, dojang.stats, dojang.keys, dojang.text\n"
+        "from dojang.text import TextDetector, preset\n"
+        "assert 'torch' not in sys.modules and 'transformers' not in sys.modules, 'heavy import'\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
