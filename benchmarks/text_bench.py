@@ -50,6 +50,16 @@ PROMPTS_EN = [
     "What makes a good leader?",
     "Describe the ocean at night.",
 ]
+PROMPTS_KO = [
+    "서울의 역사에 대해 설명해 주세요.",
+    "비 오는 날에 대한 짧은 이야기를 써 주세요.",
+    "건강한 식습관에 대해 알려 주세요.",
+    "한국의 전통 음식에 대해 설명해 주세요.",
+    "가을에 대한 시를 한국어로 써 주세요.",
+    "컴퓨터가 어떻게 작동하는지 한국어로 설명해 주세요.",
+    "좋은 친구란 어떤 사람인가요? 한국어로 답해 주세요.",
+    "바다에 대한 짧은 글을 한국어로 써 주세요.",
+]
 REPETITIVE_PROMPTS = [
     "List the numbers from 1 to 60, separated by commas.",
     "Write the word 'hello' thirty times.",
@@ -203,7 +213,11 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--out", default="bench-out")
+    ap.add_argument("--korean", action="store_true", help="only the Korean power section")
     args = ap.parse_args()
+    if args.korean:
+        korean(Path(args.out), quick=args.quick)
+        return
     torch.set_num_threads(max(1, os.cpu_count() or 1))
     n_prompts = 4 if args.quick else 16
     new_tokens = 60 if args.quick else 200
@@ -400,6 +414,39 @@ def main() -> None:
     (out_dir / "text_bench.json").write_text(json.dumps(results, indent=1, default=str))
     sample = {r.label + f" T={r.temperature}": r.texts[0][:400] for r in runs}
     (out_dir / "text_bench_samples.json").write_text(json.dumps(sample, indent=1, ensure_ascii=False))
+
+
+def korean(out_dir: Path, *, quick: bool) -> None:
+    """Power on Korean answers: the tokenizer spends ~3 byte-level tokens per Hangul syllable."""
+    out_dir.mkdir(exist_ok=True)
+    model, tok = load_model()
+    key = bench_key(0)
+    prompts = PROMPTS_KO[: 2 if quick else 8]
+    new_tokens = 60 if quick else 200
+    det = TextDetector(keys=key, tokenizer=tok)
+    partial_cache: dict[int, bool] = {}
+
+    def is_partial(i: int) -> bool:  # a token that is not whole UTF-8 characters on its own
+        if i not in partial_cache:
+            partial_cache[i] = "\ufffd" in tok.decode([i])
+        return partial_cache[i]
+
+    rows = []
+    for label, scheme in [("default (gumbel)", "default"), ("robust (kgw minhash h=2)", "robust"),
+                          ("distortion-free (synthid)", "distortion-free"), ("kgw (selfhash h=4)", "kgw"),
+                          ("unwatermarked", None)]:
+        log(f"korean {label}")
+        run = generate_run(label, scheme, key if scheme else None, model, tok, prompts, 0.7, new_tokens)
+        hangul = np.mean([sum("\uac00" <= ch <= "\ud7a3" for ch in t) / max(len(t.strip()), 1) for t in run.texts])
+        partial = np.mean([np.mean([is_partial(i) for i in ids]) for ids in run.token_ids])
+        p = np.asarray([det.detect(t).p_value if t.strip() else 1.0 for t in run.texts])
+        row, _ = power_rows(run, lambda ids: det.detect_ids(ids).p_value)
+        rows.append([label, len(run.texts), float(hangul), float(partial), float(np.mean(p <= 1e-3)),
+                     float(np.mean(p <= 1e-4)), row[-1]])
+    table = md_table(["scheme (T=0.7, Korean prompts)", "answers", "Hangul share of text", "partial-UTF-8 tokens",
+                      "TPR@1e-3 (text)", "TPR@1e-4 (text)", "median tokens to p<=1e-3"], rows)
+    print(table)
+    (out_dir / "text_bench_korean.md").write_text(table + "\n")
 
 
 if __name__ == "__main__":

@@ -196,3 +196,15 @@ def test_context_hash_table_matches_numpy() -> None:
     ctx_table, _ = proc._vocab_tables(V, torch.device("cpu"))
     words = key_words(fixed_key(9), "kgw")
     assert np.array_equal(ctx_table.numpy(), context_hash(np.arange(V, dtype=np.int64), words))
+
+
+def test_free_prefix_restarts_for_each_generate_call() -> None:
+    """A processor reused across calls (as generate_batch does per chunk) starts every answer
+    with a fresh free prefix, whatever the prompt widths."""
+    logits = torch.linspace(2.0, -2.0, V).repeat(64, 1)
+    proc = GumbelConfig(candidates=1024, free_bits=4.0).build_processor(fixed_key(4), seed=1)
+    short = _contexts(1, width=6).repeat(64, 1)
+    first = proc(short, logits).argmax(-1)
+    assert first.unique().numel() > 10
+    longer = _contexts(1, width=40).repeat(64, 1)  # a later chunk with longer prompts
+    assert proc(longer, logits).argmax(-1).unique().numel() > 10

@@ -168,8 +168,9 @@ class WatermarkLogitsProcessor(LogitsProcessor):
     def _free_prefix(self, input_ids: torch.Tensor, logits: torch.Tensor, chosen: torch.Tensor) -> torch.Tensor:
         """Rows whose answer has not yet spent ``free_bits`` of entropy take a plain sample."""
         batch, length = input_ids.shape
-        if self._spent is None or length <= self._last_length or self._spent.shape[0] != batch:
-            self._spent = torch.zeros(batch, dtype=torch.float64, device=logits.device)  # a new run
+        if self._spent is None or length != self._last_length + 1 or self._spent.shape[0] != batch:
+            # not the next step of the same run: a new generate call starts its answers afresh
+            self._spent = torch.zeros(batch, dtype=torch.float64, device=logits.device)
         self._last_length = length
         free = self._spent < self._free_bits
         if not bool(free.any()):
