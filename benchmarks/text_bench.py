@@ -214,9 +214,13 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--out", default="bench-out")
     ap.add_argument("--korean", action="store_true", help="only the Korean power section")
+    ap.add_argument("--speed", action="store_true", help="only generation speed, five alternating rounds")
     args = ap.parse_args()
     if args.korean:
         korean(Path(args.out), quick=args.quick)
+        return
+    if args.speed:
+        speed_only(rounds=2 if args.quick else 5)
         return
     torch.set_num_threads(max(1, os.cpu_count() or 1))
     n_prompts = 4 if args.quick else 16
@@ -421,6 +425,25 @@ def main() -> None:
     (out_dir / "text_bench.json").write_text(json.dumps(results, indent=1, default=str))
     sample = {r.label + f" T={r.temperature}": r.texts[0][:400] for r in runs}
     (out_dir / "text_bench_samples.json").write_text(json.dumps(sample, indent=1, ensure_ascii=False))
+
+
+def speed_only(*, rounds: int) -> None:
+    """Generation time, batch 8 x 64 tokens, every preset and transformers' KGW against no
+    watermark, in alternating rounds (best and median)."""
+    model, tok = load_model()
+    key = bench_key(0)
+    tf_cfg, _ = tf_processor_and_detector(model)
+    times: dict[str, list[float]] = {}
+    for _ in range(rounds):
+        for label, scheme in [("unwatermarked", None), *SCHEMES.items(), (TF_LABEL, None)]:
+            run = generate_run(label, scheme, key if scheme else None, model, tok, PROMPTS_EN[:8], 0.7, 64,
+                               tf_cfg=tf_cfg if label == TF_LABEL else None)
+            times.setdefault(label, []).append(run.seconds)
+    best0, med0 = min(times["unwatermarked"]), statistics.median(times["unwatermarked"])
+    rows = [[label, 8, 64, min(ts), min(ts) / best0, statistics.median(ts), statistics.median(ts) / med0]
+            for label, ts in times.items()]
+    print(md_table(["scheme", "batch", "new tokens", f"best of {rounds} (s)", "ratio (best)",
+                    f"median of {rounds} (s)", "ratio (median)"], rows))
 
 
 def korean(out_dir: Path, *, quick: bool) -> None:

@@ -76,7 +76,7 @@ def test_config_vectors(name: str) -> None:
     seeds, values = seeds_and_values(ids, positions, cfg, words)
     assert seeds.tolist() == vec["seeds"]
     assert values.tolist() == vec["u"]
-    scored = score_document(ids, 0, cfg, words, None)
+    scored = score_document(ids, 0, cfg, words)
     assert scored.positions.tolist() == vec["scored_positions"]
     assert np.allclose(scored.scores, vec["scores"], rtol=0, atol=1e-9)
     assert scored.log_p_whole == pytest.approx(vec["log_p_whole"], abs=1e-9)

@@ -37,7 +37,7 @@ def main() -> None:
         words = key_words(key, cfg.scheme)
         positions = np.arange(cfg.context_width, ids.size, dtype=np.int64)
         seeds, values = seeds_and_values(ids, positions, cfg, words)
-        scored = score_document(ids, 0, cfg, words, None)
+        scored = score_document(ids, 0, cfg, words)
         out["configs"][name] = {
             "config": cfg.to_dict(),
             "subkey_words": list(words),

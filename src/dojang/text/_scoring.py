@@ -62,14 +62,10 @@ class Scored:
     log_p_whole: float
 
 
-def score_document(
-    ids: NDArray[np.int64], start: int, cfg: SchemeConfig, words: tuple[int, ...], mask: NDArray[np.bool_] | None
-) -> Scored:
-    """Score tokens at positions >= max(start, context_width); ``mask`` (over ids) can exclude more."""
+def score_document(ids: NDArray[np.int64], start: int, cfg: SchemeConfig, words: tuple[int, ...]) -> Scored:
+    """Score the tokens at positions >= max(start, context_width)."""
     first = max(start, cfg.context_width)
     positions = np.arange(first, ids.shape[0], dtype=np.int64)
-    if mask is not None and positions.size:
-        positions = positions[mask[positions]]
     if positions.size == 0:
         return Scored(positions, np.zeros(0), 0.0)
     seeds, values = seeds_and_values(ids, positions, cfg, words)

@@ -19,7 +19,7 @@ from numpy.typing import NDArray
 
 from dojang.errors import ConfigError, InputError
 from dojang.keys import Key, KeyRing
-from dojang.stats import Detection, Span, Verdict, decide
+from dojang.stats import Detection, Span, decide
 from dojang.text._hash import key_words
 from dojang.text._scoring import (
     first_occurrences,
@@ -143,7 +143,7 @@ class TextDetector:
         best: tuple[float, Key, SchemeConfig, Any, Any] | None = None
         for key in self.keys:
             for cfg in self.configs:
-                scored = score_document(arr, prompt_length, cfg, self._words[(key.key_id, cfg.scheme)], None)
+                scored = score_document(arr, prompt_length, cfg, self._words[(key.key_id, cfg.scheme)])
                 log_p = scored.log_p_whole
                 result = scan(scored.scores, cfg) if self.scan else None
                 if result is not None:
@@ -225,9 +225,3 @@ class TextDetector:
             for i in range(len(docs))
         ]
 
-
-def verdict_counts(detections: Iterable[Detection]) -> dict[str, int]:
-    counts = {v.value: 0 for v in Verdict}
-    for d in detections:
-        counts[d.verdict.value] += 1
-    return counts

@@ -230,6 +230,3 @@ class WatermarkLogitsProcessor(LogitsProcessor):
             pick = key.argmax(dim=-1)
         chosen = top_ids.gather(1, pick.clamp(max=k - 1).unsqueeze(1)).squeeze(1)
         return self._draw_tail(logits, top_ids, pick == k, chosen)
-
-    def extra_repr(self) -> str:  # pragma: no cover - cosmetic
-        return repr(self)
