@@ -961,12 +961,11 @@ DOCBOOK_SKIP = {"navheader", "navfooter", "toc", "list-of-figures", "list-of-tab
                 "list-of-examples", "titlepage", "legalnotice", "footnotes"}
 
 
-def ko_gimp(src):
-    d = src.deb("gimp-help-ko")
-    src.deb("gimp-help-common")  # licence file lives there
+def _docbook_docs(pattern: str, skip=None) -> list:
+    """Korean paragraphs of every DocBook HTML page matching ``pattern`` (sorted), minus ``skip``."""
     docs = []
-    for path in sorted(glob.glob(os.path.join(d, "usr/share/gimp/2.0/help/ko/*.html"))):
-        if re.search(r"/gfdl", path):
+    for path in sorted(glob.glob(pattern)):
+        if skip and re.search(skip, path):
             continue
         blocks = html_blocks(read(path), root=lambda t, a: t == "body",
                              skip_classes=DOCBOOK_SKIP)
@@ -974,24 +973,20 @@ def ko_gimp(src):
     return docs
 
 
+def ko_gimp(src):
+    d = src.deb("gimp-help-ko")
+    src.deb("gimp-help-common")  # licence file lives there
+    return _docbook_docs(os.path.join(d, "usr/share/gimp/2.0/help/ko/*.html"), skip=r"/gfdl")
+
+
 def ko_install_guide(src):
     d = src.deb("installation-guide-amd64")
-    docs = []
-    for path in sorted(glob.glob(os.path.join(d, "usr/share/doc/installation-guide-amd64/ko/*.html"))):
-        blocks = html_blocks(read(path), root=lambda t, a: t == "body",
-                             skip_classes=DOCBOOK_SKIP)
-        docs.append(ko_pars(blocks))
-    return docs
+    return _docbook_docs(os.path.join(d, "usr/share/doc/installation-guide-amd64/ko/*.html"))
 
 
 def ko_debian_faq(src):
     d = src.deb("debian-faq-ko")
-    docs = []
-    for path in sorted(glob.glob(os.path.join(d, "usr/share/doc/debian/FAQ/ko/*.html"))):
-        blocks = html_blocks(read(path), root=lambda t, a: t == "body",
-                             skip_classes=DOCBOOK_SKIP)
-        docs.append(ko_pars(blocks))
-    return docs
+    return _docbook_docs(os.path.join(d, "usr/share/doc/debian/FAQ/ko/*.html"))
 
 
 def _kobill_paragraphs(text: str) -> list[str]:

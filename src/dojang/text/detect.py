@@ -224,4 +224,3 @@ class TextDetector:
             )
             for i in range(len(docs))
         ]
-

@@ -112,8 +112,8 @@ class WatermarkLogitsProcessor(LogitsProcessor):
             logits = logits.masked_fill(logits < kth, -math.inf)
         if self.top_p is not None and self.top_p < 1.0:
             sorted_logits, order = torch.sort(logits, descending=True, dim=-1)
-            cum = sorted_logits.softmax(-1).cumsum(-1)
-            drop_sorted = cum - sorted_logits.softmax(-1) >= self.top_p  # keep the first token
+            sorted_p = sorted_logits.softmax(-1)
+            drop_sorted = sorted_p.cumsum(-1) - sorted_p >= self.top_p  # mass before a token; keeps the first
             drop = torch.zeros_like(drop_sorted).scatter(-1, order, drop_sorted)
             logits = logits.masked_fill(drop, -math.inf)
         return logits
@@ -126,12 +126,14 @@ class WatermarkLogitsProcessor(LogitsProcessor):
             return logits.argmax(dim=-1)
         if top_ids is None:
             top_ids = logits.topk(min(self.config.candidates, logits.shape[-1]), dim=-1).indices
+        pick = torch.multinomial(_pooled(logits, top_ids), 1, generator=self._generator(logits.device)).squeeze(1)
+        return self._resolve(logits, top_ids, pick)
+
+    def _resolve(self, logits: torch.Tensor, top_ids: torch.Tensor, pick: torch.Tensor) -> torch.Tensor:
+        """Token ids for picks among ``top_ids`` (index k = the pooled rest, drawn from again)."""
         k = top_ids.shape[1]
-        top_p = (logits.gather(1, top_ids) - logits.logsumexp(dim=-1, keepdim=True)).exp()
-        tail = (1.0 - top_p.sum(-1, keepdim=True)).clamp_min(0.0)
-        pick = torch.multinomial(torch.cat([top_p, tail], dim=1), 1, generator=self._generator(logits.device))
-        chosen = top_ids.gather(1, pick.clamp(max=k - 1)).squeeze(1)
-        return self._draw_tail(logits, top_ids, pick.squeeze(1) == k, chosen)
+        chosen = top_ids.gather(1, pick.clamp(max=k - 1).unsqueeze(1)).squeeze(1)
+        return self._draw_tail(logits, top_ids, pick == k, chosen)
 
     def _draw_tail(
         self, logits: torch.Tensor, top_ids: torch.Tensor, from_tail: torch.Tensor, chosen: torch.Tensor
@@ -208,11 +210,8 @@ class WatermarkLogitsProcessor(LogitsProcessor):
     ) -> torch.Tensor:
         if self.temperature == 0:
             return logits.argmax(dim=-1)
-        k = min(cfg.candidates, logits.shape[-1])
-        top_logits, top_ids = logits.topk(k, dim=-1)  # (batch, k)
-        top_p = (top_logits - logits.logsumexp(dim=-1, keepdim=True)).exp()
-        tail = (1.0 - top_p.sum(-1, keepdim=True)).clamp_min(0.0)  # (batch, 1)
-        q = torch.cat([top_p, tail], dim=1).double()  # (batch, k+1); index k is the pooled tail
+        top_ids = logits.topk(min(cfg.candidates, logits.shape[-1]), dim=-1).indices  # (batch, k)
+        q = _pooled(logits, top_ids).double()  # (batch, k+1); index k is the pooled tail
         q = q / q.sum(-1, keepdim=True)
         tail_hash = mix32(torch.tensor(TAIL_TOKEN ^ self._words[2], dtype=torch.int64, device=seeds.device))
         cand = torch.cat([cand_table[top_ids], tail_hash.expand(seeds.shape[0], 1)], dim=1)
@@ -225,8 +224,12 @@ class WatermarkLogitsProcessor(LogitsProcessor):
             pick = torch.multinomial(q.clamp_min(0.0), 1, generator=gen).squeeze(1)
         else:
             r = u.double() / float(MASK32 + 1)
-            with torch.no_grad():
-                key = torch.where(q > 0, torch.log(r) / q, torch.full_like(q, -math.inf))
-            pick = key.argmax(dim=-1)
-        chosen = top_ids.gather(1, pick.clamp(max=k - 1).unsqueeze(1)).squeeze(1)
-        return self._draw_tail(logits, top_ids, pick == k, chosen)
+            pick = torch.where(q > 0, torch.log(r) / q, torch.full_like(q, -math.inf)).argmax(dim=-1)
+        return self._resolve(logits, top_ids, pick)
+
+
+def _pooled(logits: torch.Tensor, top_ids: torch.Tensor) -> torch.Tensor:
+    """(batch, k+1): softmax(logits) at ``top_ids`` and, last, the pooled mass of every other token."""
+    top_p = (logits.gather(1, top_ids) - logits.logsumexp(dim=-1, keepdim=True)).exp()
+    tail = (1.0 - top_p.sum(-1, keepdim=True)).clamp_min(0.0)
+    return torch.cat([top_p, tail], dim=1)
