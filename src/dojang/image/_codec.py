@@ -1,0 +1,290 @@
+"""Embedding and reading the mark on luma arrays; the exact statistic.
+
+The statistic of one alignment combines two independent pieces of evidence:
+
+* **check bits** (64 per layout): their chips are keyed and never used by the search, so on an
+  image made without the key each check bit matches with probability at most 1/2, independently
+  (a chip vector and its negation are equally likely). Matches ``M`` give the exact binomial tail
+  ``P(Bin(64, 1/2) >= M)``.
+* **payload**: a BCH word read from ``n`` fair coins decodes, with at most ``e`` corrections, into
+  a message with the right version and zero padding with probability ``2**(64 - n) V(n, e)``.
+
+The two are combined with Fisher's method (valid, if conservative, for discrete p-values), then
+multiplied by the fixed number of alignments and layouts the detector may test (a Bonferroni
+bound that holds whatever the search picks and wherever it stops).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+from numpy.typing import NDArray
+from scipy import ndimage
+
+from dojang.image import _sync
+from dojang.image._pattern import (
+    LAYOUTS,
+    KeyedTile,
+    Layout,
+    coded_bits,
+    keyed_tile,
+    render,
+    sync_chips,
+    unit_template,
+)
+from dojang.keys import Key
+
+log = logging.getLogger(__name__)
+
+MAX_ALIGNMENTS = 6  # alignments whose bits may be read: the search's Bonferroni factor
+SEARCHED = 3  # scale/angle candidates of the coherent search that are refined and read
+TARGET_PSNR = 42.8  # dB: the strength is lowered until the marked luma reaches it
+MIN_PSNR = 38.6  # dB: what the busiest textures may go down to
+FLAT_AMPLITUDE = 1.8  # luma levels (RMS of the pattern) where the image is flat
+MAX_AMPLITUDE = 8.0
+TEXTURE_GAIN = 0.5  # amplitude per unit of local activity
+
+
+@dataclass(frozen=True)
+class Reading:
+    """What one key's best alignment says."""
+
+    log_p_value: float
+    payload: bytes | None
+    bit_errors_corrected: int | None
+    check_matches: int
+    check_bits: int
+    alignment: _sync.Alignment
+    version: int | None
+
+
+# -- embedding -------------------------------------------------------------------------------------
+def activity_amplitude(luma: NDArray[np.float32]) -> NDArray[np.float32]:
+    """Per-pixel mark amplitude in luma levels: more where the image is busy, a floor in flat
+    areas. Computed at up to 512 px on the short side and resized back."""
+    from PIL import Image
+
+    h, w = luma.shape
+    f = min(1.0, 512.0 / min(h, w))
+    small = luma
+    if f < 1.0:
+        size = (max(1, round(w * f)), max(1, round(h * f)))
+        small = np.asarray(Image.fromarray(np.ascontiguousarray(luma), mode="F").resize(size, Image.Resampling.BILINEAR))
+    band = small - ndimage.gaussian_filter(small, 1.5)
+    act = np.sqrt(ndimage.gaussian_filter(band * band, 3.0))
+    amp = np.clip(TEXTURE_GAIN * act, FLAT_AMPLITUDE, MAX_AMPLITUDE)
+    amp = ndimage.minimum_filter(amp, size=3)  # no strong mark right beside a flat area
+    if f < 1.0:
+        amp = np.asarray(Image.fromarray(amp.astype(np.float32), mode="F").resize((w, h), Image.Resampling.BILINEAR))
+    return amp.astype(np.float32)
+
+
+def _margins(luma: NDArray[np.float32], tile: KeyedTile, signs: NDArray[np.float64]) -> NDArray[np.float64]:
+    """Every bit's soft value as the detector reads it at the identity alignment, signed so that
+    positive means 'reads correctly'."""
+    cells = _sync.read_cells(prepare(luma).residual, _sync.Alignment(1.0, 0.0))
+    return signs * bit_soft(cells, tile)
+
+
+def luma_delta(
+    luma: NDArray[np.float32], key: Key, payload: bytes, *, layout: Layout, target_psnr: float = TARGET_PSNR
+) -> NDArray[np.float32]:
+    """The change to add to every colour channel (so luma changes by exactly this), ``(H, W)``.
+
+    Informed embedding: the detector is run on the unmarked image to see how much the image itself
+    pushes each bit the wrong way, and each bit's gain is set so that all bits end with about the
+    same margin at the same total power (improved spread spectrum, Malvar and Florencio 2003).
+    """
+    h, w = luma.shape
+    scale = _sync.canonical_scale(h, w)
+    tile = keyed_tile(key, layout)
+    bits = coded_bits(layout, payload)
+    signs = 1.0 - 2.0 * bits.astype(np.float64)
+    amp = activity_amplitude(luma)
+    delta = amp * render(tile.cells(bits), h, w, scale)
+    # Strength: the PSNR budget first (busy images may spend a little more: texture hides it).
+    busy = float(np.clip((np.mean(amp) - 3.0) / 2.5, 0.0, 1.0))
+    target = target_psnr - busy * (target_psnr - MIN_PSNR)
+    mse = float(np.mean(np.square(delta, dtype=np.float64)))
+    limit = 255.0**2 / 10 ** (target / 10)
+    if mse > limit:
+        amp *= np.float32(math.sqrt(limit / mse))
+        delta *= np.float32(math.sqrt(limit / mse))
+    host = _margins(luma, tile, signs)
+    gain_per_unit = np.maximum(_margins(luma + delta, tile, signs) - host, 1e-6)
+    gains = _balanced_gains(host, gain_per_unit)
+    return amp * render(tile.cells(bits, gains), h, w, scale)
+
+
+# -- reading -----------------------------------------------------------------------------------------
+@dataclass
+class Prepared:
+    """The whitened canonical residual of one image, shared by every key tried."""
+
+    residual: NDArray[np.float32]
+    spectrum: _sync.Spectrum | None = None
+
+    @property
+    def blank(self) -> bool:
+        return float(np.abs(self.residual).max(initial=0.0)) < 1e-3
+
+
+def prepare(luma: NDArray[np.float32]) -> Prepared:
+    return Prepared(_sync.whiten(_sync.to_canonical(luma)))
+
+
+def _log_fisher(log_x: float) -> float:
+    """log P(-2 ln(U1 U2) >= -2 log_x) for independent uniforms: x (1 - ln x)."""
+    return log_x + math.log1p(-log_x) if log_x < 0 else 0.0
+
+
+def _balanced_gains(host: NDArray[np.float64], per_unit: NDArray[np.float64]) -> NDArray[np.float64]:
+    """Per-bit gains (mean square 1, each in [0.25, 3]) that lift the weakest margins: the gain
+    that brings ``host + gain * per_unit`` to a common target, the target found by bisection."""
+    lo, hi = float((host + 0.1 * per_unit).min()), float((host + 4.0 * per_unit).max())
+    gains = np.ones_like(host)
+    for _ in range(40):
+        target = 0.5 * (lo + hi)
+        gains = np.clip((target - host) / per_unit, 0.1, 4.0)
+        if float(np.mean(gains * gains)) > 1.0:
+            hi = target
+        else:
+            lo = target
+    return gains
+
+
+def bit_soft(cells: NDArray[np.float64], tile: KeyedTile) -> NDArray[np.float64]:
+    """Soft value of every data bit (positive reads as 0): the sync part is regressed out of the
+    cells, then each cell is multiplied by its chip and summed into its bit."""
+    sync = tile.sync.astype(np.float64)
+    beta = float((cells * sync).sum() / (sync * sync).sum())
+    data = (cells - beta * sync) * tile.chips
+    return np.bincount(tile.assign.ravel(), weights=data.ravel(), minlength=tile.layout.data_bits)
+
+
+@lru_cache(maxsize=4)
+def _signed_rank_tail(count: int) -> NDArray[np.float64]:
+    """``tail[w] = P(W+ >= w)`` for the Wilcoxon signed-rank statistic of ``count`` fair signs."""
+    top = count * (count + 1) // 2
+    dist = np.zeros(top + 1)
+    dist[0] = 1.0
+    for rank in range(1, count + 1):
+        shifted = np.zeros_like(dist)
+        shifted[rank:] = dist[:-rank]
+        dist = 0.5 * (dist + shifted)
+    return np.cumsum(dist[::-1])[::-1]
+
+
+def log_signed_rank_sf(soft: NDArray[np.float64]) -> float:
+    """Exact log p-value of the check bits: Wilcoxon's signed-rank statistic (sum of the ranks of
+    ``|soft|`` over the bits that read correctly). Under the null hypothesis every bit's sign is a
+    fair coin given all magnitudes (its chips are as likely as their negation), so the tail is
+    exact; a zero reads as wrong, which only makes the test more conservative."""
+    ranks = np.empty(len(soft), dtype=np.int64)
+    ranks[np.argsort(np.abs(soft), kind="stable")] = np.arange(1, len(soft) + 1)
+    statistic = int(ranks[soft > 0].sum())
+    return math.log(float(_signed_rank_tail(len(soft))[statistic]))
+
+
+CHASE_FLIPS = 6  # least reliable bits whose flips are tried when plain decoding fails
+
+
+def chase_decode(layout: Layout, soft: NDArray[np.float64]) -> tuple[bytes, int] | None:
+    """Chase-2 soft-decision decoding: hard decisions first, then every pattern of flips over the
+    ``CHASE_FLIPS`` least reliable bits. Returns (payload, total bits changed) for the candidate
+    closest to the hard decisions whose version and padding check out."""
+    hard = (soft < 0).astype(np.uint8)
+    weakest = np.argsort(np.abs(soft))[:CHASE_FLIPS]
+    best: tuple[bytes, int] | None = None
+    for pattern in range(1 << CHASE_FLIPS):
+        trial = hard.copy()
+        flips = [int(weakest[i]) for i in range(CHASE_FLIPS) if pattern >> i & 1]
+        trial[flips] ^= 1
+        decoded = layout.code.decode(trial)
+        if decoded is None:
+            continue
+        payload = layout.unpack(decoded[0])
+        if payload is None:
+            continue
+        distance = int((layout.code.encode(decoded[0]) != hard).sum())
+        if best is None or distance < best[1]:
+            best = (payload, distance)
+        if pattern == 0:
+            break  # the hard decisions decode: that is the nearest valid codeword within t
+    return best
+
+
+def read_alignment(cells: NDArray[np.float64], tile: KeyedTile) -> tuple[float, bytes | None, int | None, int]:
+    """(log p before the search correction, payload, errors corrected, check matches)."""
+    layout = tile.layout
+    soft = bit_soft(cells, tile)
+    n = layout.code.n
+    check = soft[n:]
+    matches = int((check > 0).sum())  # a tie counts as a mismatch
+    log_p_check = log_signed_rank_sf(check)
+    payload, errors, log_p_payload = None, None, 0.0
+    word = soft[:n]
+    if not (word == 0).any():
+        found = chase_decode(layout, word)
+        if found is not None:
+            payload, errors = found
+            log_p_payload = min(0.0, layout.log_false_payload(errors))
+    return _log_fisher(log_p_check + log_p_payload), payload, errors, matches
+
+
+def read_key(prep: Prepared, key: Key, *, search: bool = True) -> Reading:
+    """The best reading of one key: the identity first, then (with ``search``) its quarter turns
+    and the best scale/angle candidates of the coherent search, each refined locally."""
+    sync = sync_chips(key)
+    template = unit_template(sync)
+    template_fft = np.fft.rfft2(template)
+    res = prep.residual
+    identity = _sync.align(res, 1.0, 0.0, template_fft)
+    others: list[_sync.Alignment] = []
+    if search:
+        others.extend(_sync.align_quarters(res, 1.0, 0.0, template_fft)[1:])
+        if prep.spectrum is None:
+            prep.spectrum = _sync.spectrum(res)
+        for scale, theta, _z in _sync.coherent_candidates(prep.spectrum, _sync.band_template(template), count=SEARCHED):
+            others.append(_refine(res, _sync.align(res, scale, theta, template_fft), template_fft))
+        others.sort(key=lambda a: -a.score)
+        others = others[: MAX_ALIGNMENTS - 1]
+    layouts = list(LAYOUTS.values())
+    correction = math.log(MAX_ALIGNMENTS * len(layouts))
+    best: Reading | None = None
+    for al in [identity, *others]:
+        cells = _sync.read_cells(res, al)
+        for layout in layouts:
+            lp, payload, errors, matches = read_alignment(cells, keyed_tile(key, layout))
+            reading = Reading(
+                log_p_value=min(0.0, lp + correction),
+                payload=payload,
+                bit_errors_corrected=errors,
+                check_matches=matches,
+                check_bits=layout.check_bits,
+                alignment=al,
+                version=layout.version if payload is not None else None,
+            )
+            if best is None or reading.log_p_value < best.log_p_value:
+                best = reading
+        if best is not None and best.log_p_value < -60.0:  # overwhelming: stop searching
+            break
+    assert best is not None
+    return best
+
+
+def _refine(res: NDArray[np.float32], al: _sync.Alignment, template_fft: NDArray[np.complex128]) -> _sync.Alignment:
+    """Local search on the sync peak around a lattice estimate (scale +-0.8%, angle +-0.4 deg)."""
+    best = al
+    for ds in (-0.004, 0.0, 0.004):
+        for da in (-0.2, 0.0, 0.2):
+            if ds == 0.0 and da == 0.0:
+                continue
+            cand = _sync.align(res, al.scale * (1 + ds), al.theta + math.radians(da), template_fft)
+            if cand.score > best.score:
+                best = cand
+    return best

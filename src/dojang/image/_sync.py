@@ -1,0 +1,218 @@
+"""Finding the tile again: canonical frame, whitened residual, lattice search, fold and shift.
+
+Geometry is recovered in three steps, all in the canonical frame (short side 256 units):
+
+1. The autocorrelation of the whitened residual of a marked image has peaks on the tile's
+   lattice; a grid search over scale and angle (then a local refinement) gives a few candidate
+   lattices. The identity is always a candidate.
+2. For each candidate the residual is folded modulo the tile (every pixel added into the tile
+   cell it would fall on), which adds up all repetitions of the mark; a circular cross-correlation
+   with the keyed sync template then finds the tile's offset (any crop) and its quarter turn.
+3. The best alignments are read cell by cell (the adjoint of the bilinear rendering).
+
+None of this looks at the check bits, so the check bits stay fair coins under the null hypothesis
+whatever the search picked (see ``_codec``).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+from numpy.typing import NDArray
+from scipy import ndimage
+
+from dojang.image._pattern import CANONICAL_SHORT, CELL_UNITS, TILE_CELLS, TILE_UNITS
+
+
+@dataclass(frozen=True)
+class Alignment:
+    """Canonical pixel ``(x, y)`` -> tile units ``R(-theta) (x, y) / scale + offset``."""
+
+    scale: float
+    theta: float  # radians
+    offset_u: float = 0.0
+    offset_v: float = 0.0
+    score: float = 0.0  # sync correlation peak in standard deviations
+
+    def describe(self) -> str:
+        return f"scale {self.scale:.4f}, rotation {math.degrees(self.theta):.2f} deg, offset ({self.offset_u:.1f}, {self.offset_v:.1f})"
+
+
+def canonical_scale(height: int, width: int) -> float:
+    return CANONICAL_SHORT / min(height, width)
+
+
+def to_canonical(luma: NDArray[np.float32]) -> NDArray[np.float32]:
+    """Area-filtered resize of full-resolution luma to the canonical frame."""
+    from PIL import Image
+
+    h, w = luma.shape
+    f = canonical_scale(h, w)
+    size = (max(1, round(w * f)), max(1, round(h * f)))
+    if size == (w, h):
+        return luma.astype(np.float32, copy=False)
+    img = Image.fromarray(np.ascontiguousarray(luma, dtype=np.float32), mode="F")
+    return np.asarray(img.resize(size, Image.Resampling.BILINEAR), dtype=np.float32)
+
+
+def whiten(canonical: NDArray[np.float32]) -> NDArray[np.float32]:
+    """Band-pass residual divided by its local envelope, clipped: image content becomes roughly
+    unit-variance noise and the mark's band stays."""
+    band = canonical - ndimage.gaussian_filter(canonical, 1.2)
+    envelope = np.sqrt(ndimage.gaussian_filter(band * band, 2.5)) + 0.1
+    return np.clip(band / envelope, -3.0, 3.0).astype(np.float32)
+
+
+# -- step 1: coherent search over scale and angle -----------------------------------------------------------------------
+# Folding the residual for a candidate (scale, angle) and taking the tile's DFT is the same as
+# sampling the residual's spectrum at the candidate's harmonics R(theta) (a, b) / (s P). So one
+# zero-padded FFT of the image serves every candidate: gather 32 x 32 harmonics, multiply by the
+# sync template's conjugate spectrum and inverse-transform to get the correlation at every
+# offset. This keeps the phase (a linear, coherent statistic), which is what finds the tile on
+# busy textures where the power spectrum alone does not.
+SEARCH_SCALES = np.exp(np.arange(math.log(0.8), math.log(2.06), 0.007))
+SEARCH_ANGLES = np.radians(np.arange(-15.0, 15.01, 0.4))
+_BAND = 32  # harmonics -16 .. 15 on each axis
+_PAD = 4  # zero padding of the spectrum: nearest-bin lookups stay within 1/8 of a bin
+_SEARCH_SIDE = 512  # the coherent search looks at most at a central 512 x 512 window
+
+
+@dataclass
+class Spectrum:
+    """The zero-padded spectrum of (a central window of) the residual."""
+
+    values: NDArray[np.complex64]  # rfft2, shape (rows, cols)
+    rows: int
+    width: int  # padded width before the rfft
+
+
+def spectrum(res: NDArray[np.float32]) -> Spectrum:
+    h, w = res.shape
+    top, left = max(0, (h - _SEARCH_SIDE) // 2), max(0, (w - _SEARCH_SIDE) // 2)
+    win = res[top : top + _SEARCH_SIDE, left : left + _SEARCH_SIDE]
+    rows, width = _PAD * win.shape[0], _PAD * win.shape[1]
+    return Spectrum(np.fft.rfft2(win, s=(rows, width)).astype(np.complex64), rows, width)
+
+
+def band_template(unit_template: NDArray[np.float32]) -> NDArray[np.complex128]:
+    """Harmonics -16..15 of the 64 x 64 template's DFT, in 32-point DFT order."""
+    full = np.fft.fft2(unit_template)
+    idx = np.arange(-_BAND // 2, _BAND // 2) % TILE_UNITS
+    return np.fft.ifftshift(full[np.ix_(idx, idx)])
+
+
+_HARM = np.fft.ifftshift(np.arange(-_BAND // 2, _BAND // 2)).astype(np.float64)  # DFT order
+
+
+def coherent_candidates(
+    spec: Spectrum, template_band: NDArray[np.complex128], count: int = 4
+) -> list[tuple[float, float, float]]:
+    """The ``count`` best (scale, angle, z) by the sync correlation peak, NMS-separated."""
+    cols = spec.values.shape[1]
+    bb, aa = np.meshgrid(_HARM, _HARM, indexing="ij")  # [b (rows), a (cols)]
+    weight = np.conj(template_band)  # F conj(T): the correlation mirrored, same peak height
+    scores = np.empty((len(SEARCH_SCALES), len(SEARCH_ANGLES)))
+    c, s = np.cos(SEARCH_ANGLES)[:, None, None], np.sin(SEARCH_ANGLES)[:, None, None]
+    for i, sc in enumerate(SEARCH_SCALES):
+        fx = (c * aa - s * bb) / (sc * TILE_UNITS)
+        fy = (s * aa + c * bb) / (sc * TILE_UNITS)
+        flip = fx < 0
+        kx = np.rint(np.abs(fx) * spec.width).astype(np.int64)
+        ky = np.rint(np.where(flip, -fy, fy) * spec.rows).astype(np.int64) % spec.rows
+        vals = spec.values[ky, np.minimum(kx, cols - 1)]
+        vals = np.where(flip, np.conj(vals), vals)
+        corr = np.fft.ifft2(vals * weight, axes=(1, 2)).real
+        flat = corr.reshape(len(SEARCH_ANGLES), -1)
+        scores[i] = (flat.max(axis=1) - flat.mean(axis=1)) / (flat.std(axis=1) + 1e-12)
+    found: list[tuple[float, float, float]] = []
+    for flat_i in np.argsort(scores, axis=None)[::-1][:500]:
+        i, j = np.unravel_index(flat_i, scores.shape)
+        sc, an = float(SEARCH_SCALES[i]), float(SEARCH_ANGLES[j])
+        if any(abs(math.log(sc / s0)) < 0.03 and abs(an - a0) < math.radians(2.0) for s0, a0, _ in found):
+            continue
+        found.append((sc, an, float(scores[i, j])))
+        if len(found) >= count:
+            break
+    return found
+
+
+# -- step 2: fold and find the offset -------------------------------------------------------------
+@lru_cache(maxsize=4)
+def _grid(h: int, w: int) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    ys, xs = np.mgrid[0:h, 0:w].astype(np.float64)
+    return xs, ys
+
+
+def tile_coords(shape: tuple[int, int], scale: float, theta: float) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    xs, ys = _grid(*shape)
+    c, s = math.cos(theta), math.sin(theta)
+    return (c * xs + s * ys) / scale, (-s * xs + c * ys) / scale
+
+
+def fold_units(res: NDArray[np.float32], u: NDArray[np.float64], v: NDArray[np.float64]) -> NDArray[np.float64]:
+    """Mean residual per tile unit: ``(TILE_UNITS, TILE_UNITS)`` indexed ``[v, u]``."""
+    bins = (np.floor(v + 0.5).astype(np.int64) % TILE_UNITS) * TILE_UNITS + (np.floor(u + 0.5).astype(np.int64) % TILE_UNITS)
+    size = TILE_UNITS * TILE_UNITS
+    sums = np.bincount(bins.ravel(), weights=res.ravel(), minlength=size)
+    counts = np.bincount(bins.ravel(), minlength=size)
+    return (sums / np.maximum(counts, 1)).reshape(TILE_UNITS, TILE_UNITS)
+
+
+def find_offset(folded: NDArray[np.float64], template_fft: NDArray[np.complex128]) -> tuple[float, float, float]:
+    """(offset_u, offset_v, peak z-score) of the circular cross-correlation with the template."""
+    corr = np.fft.irfft2(np.conj(np.fft.rfft2(folded)) * template_fft, s=folded.shape)
+    peak = int(np.argmax(corr))
+    pv, pu = divmod(peak, TILE_UNITS)
+    spread = float(corr.std()) or 1.0
+    z = float((corr.flat[peak] - corr.mean()) / spread)
+
+    def vertex(a: float, b: float, c: float) -> float:
+        denom = a - 2 * b + c
+        return 0.0 if denom >= 0 else 0.5 * (a - c) / denom
+
+    du = vertex(corr[pv, (pu - 1) % TILE_UNITS], corr[pv, pu], corr[pv, (pu + 1) % TILE_UNITS])
+    dv = vertex(corr[(pv - 1) % TILE_UNITS, pu], corr[pv, pu], corr[(pv + 1) % TILE_UNITS, pu])
+    return pu + du, pv + dv, z
+
+
+def align(res: NDArray[np.float32], scale: float, theta: float, template_fft: NDArray[np.complex128]) -> Alignment:
+    u, v = tile_coords(res.shape, scale, theta)
+    ou, ov, z = find_offset(fold_units(res, u, v), template_fft)
+    return Alignment(scale, theta, ou, ov, z)
+
+
+def align_quarters(res: NDArray[np.float32], scale: float, theta: float, template_fft: NDArray[np.complex128]) -> list[Alignment]:
+    """The four quarter turns of one lattice from a single fold: turning the tile coordinates by
+    90 degrees turns the folded tile by 90 degrees (and moves it by one unit)."""
+    u, v = tile_coords(res.shape, scale, theta)
+    folded = fold_units(res, u, v)
+    out = []
+    for quarter in range(4):
+        ou, ov, z = find_offset(folded, template_fft)
+        out.append(Alignment(scale, theta + quarter * math.pi / 2, ou, ov, z))
+        folded = np.roll(np.rot90(folded, 1), 1, axis=0)
+    return out
+
+
+# -- step 3: read the cells -----------------------------------------------------------------------
+def read_cells(res: NDArray[np.float32], al: Alignment) -> NDArray[np.float64]:
+    """Matched-filter value of every cell, ``(TILE_CELLS, TILE_CELLS)``: the adjoint of bilinear
+    rendering, summed over every repetition of the tile."""
+    u, v = tile_coords(res.shape, al.scale, al.theta)
+    cu = (u + al.offset_u) / CELL_UNITS
+    cv = (v + al.offset_v) / CELL_UNITS
+    iu, iv = np.floor(cu), np.floor(cv)
+    fu, fv = (cu - iu).ravel(), (cv - iv).ravel()
+    iu = iu.astype(np.int64).ravel() % TILE_CELLS
+    iv = iv.astype(np.int64).ravel() % TILE_CELLS
+    r = res.ravel().astype(np.float64)
+    size = TILE_CELLS * TILE_CELLS
+    out = np.zeros(size)
+    for dv_, wv in ((0, 1.0 - fv), (1, fv)):
+        for du_, wu in ((0, 1.0 - fu), (1, fu)):
+            idx = ((iv + dv_) % TILE_CELLS) * TILE_CELLS + (iu + du_) % TILE_CELLS
+            out += np.bincount(idx, weights=r * wv * wu, minlength=size)
+    return out.reshape(TILE_CELLS, TILE_CELLS)
