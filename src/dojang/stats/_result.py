@@ -59,6 +59,9 @@ class Detection:
     alpha: float
     keys_tried: int = 1
     spans: tuple[Span, ...] = field(default=())
+    payload: bytes | None = None  # image marks: the decoded payload (only when detected)
+    bit_errors_corrected: int | None = None  # image marks: payload bits the code had to correct
+    reason: str | None = None  # why a verdict is inconclusive ("could not be read"), in words
 
     @property
     def p_value(self) -> float:
@@ -74,8 +77,8 @@ class Detection:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict with the contract keys (verdict, p_value, tokens_scored, scheme,
-        key_id, spans) and a few more."""
-        return {
+        key_id, spans) and a few more; image results carry payload and bit_errors_corrected."""
+        out: dict[str, Any] = {
             "verdict": self.verdict.value,
             "p_value": self.p_value,
             "log10_p_value": self.log10_p_value,
@@ -87,6 +90,13 @@ class Detection:
             "keys_tried": self.keys_tried,
             "spans": [s.to_dict() for s in self.spans],
         }
+        if self.scheme.startswith("image"):
+            out["payload"] = self.payload.hex() if self.payload is not None else None
+            out["bit_errors_corrected"] = self.bit_errors_corrected
+            del out["spans"]
+        if self.reason is not None:
+            out["reason"] = self.reason
+        return out
 
 
 def decide(log_p_value: float, *, alpha: float, tokens_scored: int, min_tokens: int) -> Verdict:
