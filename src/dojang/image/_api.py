@@ -131,7 +131,8 @@ def embed_pixels(px: _io.Pixels, key: Key, payload: bytes, *, check_existing: bo
     check = _codec.read_key(_codec.prepare(out.luma()), key, search=False)
     if check.payload != payload or check.log_p_value > math.log(STACK_ALPHA):
         raise DetectionError(
-            "the mark did not read back from the marked pixels (the image is too uniform or saturated to carry it); nothing was written"
+            "the mark did not read back from the marked pixels (the image is too uniform or saturated to carry it); "
+            "nothing was written"
         )
     diff = marked.astype(np.float64) - base
     mse = float(np.mean(diff * diff))

@@ -163,7 +163,7 @@ def bit_soft(cells: NDArray[np.float64], tile: KeyedTile) -> NDArray[np.float64]
     sync = tile.sync.astype(np.float64)
     beta = float((cells * sync).sum() / (sync * sync).sum())
     data = (cells - beta * sync) * tile.chips
-    return np.bincount(tile.assign.ravel(), weights=data.ravel(), minlength=tile.layout.data_bits)
+    return np.bincount(tile.assign.ravel(), weights=data.ravel(), minlength=tile.layout.data_bits).astype(np.float64)
 
 
 @lru_cache(maxsize=4)

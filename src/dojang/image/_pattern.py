@@ -153,11 +153,11 @@ def render(cells: NDArray[np.float32], height: int, width: int, scale: float) ->
     xs = ((np.arange(width) + 0.5) * scale - 0.5) / CELL_UNITS
     ky = interp_matrix(ys, TILE_CELLS)
     kx = interp_matrix(xs, TILE_CELLS)
-    return (ky @ cells) @ kx.T  # (H, 32) @ (32, 32) @ (32, W)
+    return np.asarray((ky @ cells) @ kx.T, dtype=np.float32)  # (H, 32) @ (32, 32) @ (32, W)
 
 
 def unit_template(cells: NDArray[np.float32]) -> NDArray[np.float32]:
     """``cells`` rendered at one sample per canonical unit: ``(TILE_UNITS, TILE_UNITS)``."""
     coords = np.arange(TILE_UNITS, dtype=np.float64) / CELL_UNITS
     k = interp_matrix(coords, TILE_CELLS)
-    return (k @ cells) @ k.T
+    return np.asarray((k @ cells) @ k.T, dtype=np.float32)

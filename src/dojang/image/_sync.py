@@ -38,7 +38,8 @@ class Alignment:
     score: float = 0.0  # sync correlation peak in standard deviations
 
     def describe(self) -> str:
-        return f"scale {self.scale:.4f}, rotation {math.degrees(self.theta):.2f} deg, offset ({self.offset_u:.1f}, {self.offset_v:.1f})"
+        angle = math.degrees(self.theta)
+        return f"scale {self.scale:.4f}, rotation {angle:.2f} deg, offset ({self.offset_u:.1f}, {self.offset_v:.1f})"
 
 
 def canonical_scale(height: int, width: int) -> float:
