@@ -110,8 +110,11 @@ def _like(original: Any, px: _io.Pixels) -> Any:
 
 
 # -- embedding --------------------------------------------------------------------------------------
-def embed_pixels(px: _io.Pixels, key: Key, payload: bytes, *, check_existing: bool = True) -> tuple[_io.Pixels, float]:
-    """Mark ``px``; returns the marked pixels and the PSNR of the change (dB, colour channels)."""
+def embed_pixels(
+    px: _io.Pixels, key: Key, payload: bytes, *, check_existing: bool = True, version: int = CURRENT_VERSION
+) -> tuple[_io.Pixels, float]:
+    """Mark ``px``; returns the marked pixels and the PSNR of the change (dB, colour channels).
+    ``version`` picks the payload layout (only tests write anything but the current one)."""
     if min(px.height, px.width) < MIN_EMBED_SIDE:
         raise InputError(f"image is {px.width}x{px.height} px; a mark needs at least {MIN_EMBED_SIDE} px on the short side")
     luma = px.luma()
@@ -122,8 +125,9 @@ def embed_pixels(px: _io.Pixels, key: Key, payload: bytes, *, check_existing: bo
             raise InputError(
                 f"the image already carries a dojang mark under key {key.key_id} (payload {found}); marks never stack"
             )
-    layout = LAYOUTS[CURRENT_VERSION]
-    delta = _codec.luma_delta(luma, key, payload, layout=layout)
+    if version not in LAYOUTS:
+        raise InputError(f"unknown payload layout version {version}")
+    delta = _codec.luma_delta(luma, key, payload, layout=LAYOUTS[version])
     base = px.colour.astype(np.float32)
     shaped = delta if px.colour.ndim == 2 else delta[..., None]
     marked = np.clip(np.rint(base + shaped), 0, 255).astype(np.uint8)
@@ -242,7 +246,7 @@ class ImageDetector:
         layout = LAYOUTS[best.version] if best.version else LAYOUTS[CURRENT_VERSION]
         log.debug("best alignment %s, check matches %d/%d", best.alignment.describe(), best.check_matches, best.check_bits)
         return Detection(
-            scheme=SCHEME,
+            scheme=f"image/v{best.version}" if detected and best.version else SCHEME,
             verdict=Verdict.DETECTED if detected else Verdict.NOT_DETECTED,
             log_p_value=log_p,
             tokens_scored=layout.data_bits,

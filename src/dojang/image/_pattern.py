@@ -22,6 +22,7 @@ from functools import lru_cache
 import numpy as np
 from numpy.typing import NDArray
 
+from dojang.errors import ConfigError
 from dojang.image._bch import BCH
 from dojang.keys import Key
 
@@ -43,6 +44,14 @@ class Layout:
     bch_m: int
     bch_t: int
     check_bits: int
+
+    def __post_init__(self) -> None:
+        if not 0 < self.version < 1 << VERSION_BITS:
+            raise ConfigError(f"layout version must be in 1..{(1 << VERSION_BITS) - 1}")
+        if self.code.k < VERSION_BITS + PAYLOAD_BITS:
+            raise ConfigError(f"{self.code!r} leaves no room for {VERSION_BITS + PAYLOAD_BITS} info bits")
+        if self.data_bits > TILE_CELLS * TILE_CELLS // 4:
+            raise ConfigError(f"{self.data_bits} data bits do not fit the tile at 4 cells a bit")
 
     @property
     def code(self) -> BCH:

@@ -1,0 +1,98 @@
+"""``dojang image embed`` / ``dojang image detect``: the contract flags and JSON keys, and one
+clear line for every bad input."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+
+from dojang.cli import main
+
+skdata = pytest.importorskip("skimage.data")
+CONTRACT_KEYS = {"verdict", "p_value", "payload", "key_id", "bit_errors_corrected"}
+
+
+@pytest.fixture()
+def runner() -> CliRunner:
+    return CliRunner()
+
+
+@pytest.fixture()
+def files(runner, tmp_path):  # type: ignore[no-untyped-def]
+    for name in ("k1.json", "k2.json"):
+        assert runner.invoke(main, ["keygen", "-o", str(tmp_path / name)]).exit_code == 0
+    Image.fromarray(skdata.chelsea()).save(tmp_path / "cat.jpg", quality=92)
+    return tmp_path
+
+
+def test_embed_then_detect_with_json(runner, files) -> None:  # type: ignore[no-untyped-def]
+    out = files / "out.png"
+    res = runner.invoke(
+        main,
+        [
+            "image",
+            "embed",
+            "--key",
+            str(files / "k1.json"),
+            "--payload",
+            "00112233445566ff",
+            "--json",
+            str(files / "cat.jpg"),
+            str(out),
+        ],
+    )
+    assert res.exit_code == 0, res.output
+    info = json.loads(res.stdout)
+    assert info["payload"] == "00112233445566ff" and info["verified"] and info["psnr"] > 38
+
+    res = runner.invoke(
+        main, ["image", "detect", "--key", str(files / "k2.json"), "--key", str(files / "k1.json"), "--json", str(out)]
+    )
+    assert res.exit_code == 0, res.output
+    got = json.loads(res.stdout)
+    assert set(got) >= CONTRACT_KEYS
+    assert got["verdict"] == "detected" and got["payload"] == "00112233445566ff" and got["p_value"] < 1e-6
+    assert got["bit_errors_corrected"] == 0 and got["keys_tried"] == 2
+
+    res = runner.invoke(main, ["image", "detect", "--key", str(files / "k2.json"), "--json", str(out)])
+    got = json.loads(res.stdout)
+    assert got["verdict"] == "not_detected" and got["payload"] is None and got["bit_errors_corrected"] is None
+
+
+def test_random_payload_is_printed(runner, files) -> None:  # type: ignore[no-untyped-def]
+    res = runner.invoke(main, ["image", "embed", "--key", str(files / "k1.json"), str(files / "cat.jpg"), str(files / "o.jpg")])
+    assert res.exit_code == 0, res.output
+    payload = res.stdout.strip().removeprefix("payload ")
+    assert len(payload) == 16 and int(payload, 16) >= 0
+    res = runner.invoke(main, ["image", "detect", "--key", str(files / "k1.json"), str(files / "o.jpg")])
+    assert res.exit_code == 0 and "detected" in res.stdout and payload in res.stdout.replace("\n", "")
+
+
+def _one_error_line(result) -> str:  # type: ignore[no-untyped-def]
+    assert result.exit_code != 0
+    lines = [ln for ln in result.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1, result.stderr
+    assert "Traceback" not in result.output
+    return lines[0]
+
+
+@pytest.mark.parametrize(
+    ("args", "expect"),
+    [
+        (["detect", "--key", "{d}/k1.json", "{d}/missing.png"], "no such file"),
+        (["detect", "--key", "{d}/k1.json", "{d}/junk.png"], "not an image"),
+        (["detect", "--key", "{d}/k1.json", "{d}/tiny.png"], "at least 128 px"),
+        (["detect", "--key", "{d}/nokey.json", "{d}/cat.jpg"], "key file not found"),
+        (["embed", "--key", "{d}/k1.json", "{d}/tiny.png", "{d}/o.png"], "at least 256 px"),
+        (["embed", "--key", "{d}/k1.json", "{d}/cat.jpg", "{d}/o.gif"], "unsupported output format"),
+        (["embed", "--key", "{d}/k1.json", "--payload", "12", "{d}/cat.jpg", "{d}/o.png"], "payload must be 16 hex digits"),
+    ],
+)
+def test_bad_input_gives_one_line(runner, files, args, expect) -> None:  # type: ignore[no-untyped-def]
+    (files / "junk.png").write_bytes(b"not an image at all")
+    Image.new("RGB", (100, 90)).save(files / "tiny.png")
+    res = runner.invoke(main, ["image", *[a.format(d=files) for a in args]])
+    assert expect in _one_error_line(res)

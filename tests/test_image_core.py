@@ -1,0 +1,119 @@
+"""The image mark's building blocks against theory: the BCH code, the exact statistics, the
+payload layouts and the keyed material."""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from dojang.image import _codec
+from dojang.image._bch import BCH
+from dojang.image._pattern import LAYOUTS, TILE_CELLS, Layout, coded_bits, keyed_tile, sync_chips
+from tests.helpers import fixed_key
+
+
+@pytest.mark.parametrize(("m", "t", "k"), [(5, 2, 21), (6, 2, 51), (7, 9, 71)])
+def test_bch_dimensions_match_the_tables(m: int, t: int, k: int) -> None:
+    code = BCH(m, t)
+    assert (code.n, code.k) == ((1 << m) - 1, k)
+
+
+def test_bch_corrects_up_to_t_errors_and_never_more() -> None:
+    code = BCH(7, 9)
+    rng = np.random.default_rng(0)
+    for errors in range(0, 14):
+        for _ in range(6):
+            msg = rng.integers(0, 2, code.k).astype(np.uint8)
+            word = code.encode(msg)
+            noisy = word.copy()
+            noisy[rng.choice(code.n, errors, replace=False)] ^= 1
+            out = code.decode(noisy)
+            if errors <= code.t:
+                assert out is not None and np.array_equal(out[0], msg) and out[1] == errors
+            elif out is not None:  # decoded to some codeword: it must be within t of what was read
+                assert out[1] <= code.t and not np.array_equal(out[0], msg)
+
+
+def test_bch_false_decode_rate_matches_theory() -> None:
+    """Random words decode with probability 2^k V(n, t) / 2^n (the balls are disjoint)."""
+    code = BCH(6, 2)
+    rng = np.random.default_rng(1)
+    trials = 4000
+    hits = sum(code.decode(rng.integers(0, 2, code.n).astype(np.uint8)) is not None for _ in range(trials))
+    expected = math.exp(code.log_false_decode(code.t))
+    assert stats.binomtest(hits, trials, expected).pvalue > 1e-3, (hits / trials, expected)
+
+
+def test_signed_rank_tail_is_exact() -> None:
+    """Against brute-force enumeration of all sign patterns for 10 bits."""
+    count = 10
+    tail = _codec._signed_rank_tail(count)
+    sums = [
+        sum(r for r, sign in zip(range(1, count + 1), signs, strict=True) if sign)
+        for signs in itertools.product([0, 1], repeat=count)
+    ]
+    for w in range(0, count * (count + 1) // 2 + 1):
+        assert tail[w] == pytest.approx(sum(s >= w for s in sums) / 2**count, rel=1e-12)
+
+
+def test_check_statistic_is_uniform_under_random_chips() -> None:
+    """Soft values of any fixed magnitude with fair random signs give super-uniform p-values."""
+    rng = np.random.default_rng(2)
+    magnitudes = rng.exponential(size=64)
+    p = np.array([math.exp(_codec.log_signed_rank_sf(magnitudes * rng.choice([-1.0, 1.0], 64))) for _ in range(4000)])
+    for x in (0.01, 0.05, 0.2, 0.5):
+        assert np.mean(p <= x) <= x + 3 * math.sqrt(x * (1 - x) / len(p))
+    assert np.mean(p <= 0.5) > 0.45  # and not uselessly conservative
+
+
+def test_fisher_combination() -> None:
+    # P(U1 U2 <= x) = x (1 - ln x)
+    rng = np.random.default_rng(3)
+    u = rng.uniform(size=(200_000, 2)).prod(axis=1)
+    for x in (1e-3, 1e-2, 0.1):
+        assert np.mean(u <= x) == pytest.approx(math.exp(_codec._log_fisher(math.log(x))), rel=0.1)
+
+
+def test_layout_pack_unpack_and_version_check() -> None:
+    layout = LAYOUTS[1]
+    payload = bytes.fromhex("0123456789abcdef")
+    info = layout.pack(payload)
+    assert info.shape == (layout.code.k,) and list(info[:4]) == [0, 0, 0, 1]
+    assert layout.unpack(info) == payload
+    other = Layout(version=2, bch_m=7, bch_t=9, check_bits=64)
+    assert other.unpack(info) is None  # wrong version field
+    padded = info.copy()
+    padded[-1] = 1
+    assert layout.unpack(padded) is None  # non-zero padding
+
+
+def test_payload_false_decode_bound() -> None:
+    layout = LAYOUTS[1]
+    # exact inside the correction radius: 2^64 V(127, e) / 2^127
+    assert layout.log_false_payload(0) == pytest.approx(-63 * math.log(2))
+    assert layout.log_false_payload(9) == pytest.approx(
+        (64 - 127) * math.log(2) + math.log(sum(math.comb(127, i) for i in range(10)))
+    )
+
+
+def test_keyed_material_depends_on_the_key_and_is_balanced() -> None:
+    a, b = keyed_tile(fixed_key(1), LAYOUTS[1]), keyed_tile(fixed_key(2), LAYOUTS[1])
+    assert a.sync.shape == (TILE_CELLS, TILE_CELLS)
+    assert not np.array_equal(a.sync, b.sync) and not np.array_equal(a.chips, b.chips)
+    assert abs(float(a.sync.mean())) < 0.1 and abs(float(a.chips.mean())) < 0.1
+    counts = np.bincount(a.assign.ravel())
+    assert len(counts) == LAYOUTS[1].data_bits and counts.min() >= 5 and counts.max() <= 6  # every bit spread over 5-6 cells
+    assert np.array_equal(sync_chips(fixed_key(1)), a.sync)
+
+
+def test_cells_follow_the_bits() -> None:
+    tile = keyed_tile(fixed_key(1), LAYOUTS[1])
+    bits = coded_bits(LAYOUTS[1], bytes(8))
+    cells = tile.cells(bits).astype(np.float64)
+    soft = _codec.bit_soft(cells, tile)
+    assert np.array_equal(soft < 0, bits.astype(bool))
+    assert float(np.sqrt(np.mean(cells**2))) == pytest.approx(1.0, abs=0.05)
