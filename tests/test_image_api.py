@@ -142,7 +142,7 @@ def test_exif_orientation_is_honoured(tmp_path, coffee: Image.Image) -> None:  #
 
 
 def test_marks_never_stack(marked: Image.Image) -> None:
-    with pytest.raises(InputError, match="already carries a dojang mark .* never stack"):
+    with pytest.raises(InputError, match=r"already carries a dojang mark .* never stack"):
         embed(marked, fixed_key(1), bytes(8))
     embed(marked, fixed_key(2), bytes(8))  # another key's mark is a different question
 
