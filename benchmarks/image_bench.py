@@ -41,6 +41,7 @@ NATURAL = [
     "astronaut", "camera", "coffee", "chelsea", "rocket", "coins", "hubble_deep_field", "immunohistochemistry",
     "moon", "retina", "cat", "clock", "cell", "brick", "grass", "gravel",
 ]  # fmt: skip
+SYNTHETIC = ("flat", "gradient", "text", "texture", "smooth-render")
 ANCHOR_BITS = 32
 ANCHOR_THRESHOLD = 26  # P(Bin(32, 1/2) >= 26) = 2.6e-4 <= 1e-3
 PAYLOAD = bytes.fromhex("a5c3f00f1e2d3c4b")
@@ -191,7 +192,18 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="5 photos + 2 synthetic images, no rivaGan")
     parser.add_argument("--methods", default=None, help="comma list (dojang,dwtDct,dwtDctSvd,rivaGan)")
     parser.add_argument("--out", default="bench-out/image_bench.json")
+    parser.add_argument("--merge", nargs="+", default=None, help="only print the tables of earlier --out files, merged")
     args = parser.parse_args()
+    if args.merge:
+        merged: dict = {"methods": {}}
+        for path in args.merge:
+            part = json.loads(Path(path).read_text())
+            merged["images"] = part["images"]
+            merged["methods"].update(part["methods"])
+        for name, res in merged["methods"].items():
+            report(name, res)
+        summary(merged, list(next(iter(merged["methods"].values()))["attacks"]))
+        return
 
     images = load_images(args.quick)
     wanted = (
@@ -217,12 +229,14 @@ def main() -> None:
             except Exception as err:  # an anchor that cannot mark this image counts as a miss everywhere
                 print(f"  {method.name}: embed failed on {name}: {err}", file=sys.stderr)
                 for attack in suite:
-                    rows[attack.name]["tpr"].append(0.0)
-                    rows[attack.name]["bits"].append(0.5)
+                    for k, v in (("tpr", 0.0), ("bits", 0.5), ("tpr3", 0.0), ("fp", 0.0), ("synthetic", float(name in SYNTHETIC))):
+                        if k in ("tpr3", "synthetic") and method.name != "dojang":
+                            continue
+                        rows[attack.name][k].append(v)
                 continue
             t_embed += time.perf_counter() - t0
             megapixels += mp
-            synthetic = name in ("flat", "gradient", "text", "texture", "smooth-render")
+            synthetic = name in SYNTHETIC
             quality["psnr"].append(psnr(img, marked))
             quality["ssim"].append(ssim(img, marked))
             quality["kind"].append("synthetic" if synthetic else "photo")

@@ -60,6 +60,7 @@ class BCH:
         for i in range(self.n, 2 * self.n):
             exp[i] = exp[i - self.n]
         self._exp, self._log = exp, log
+        self._exp_np = np.array(exp[: self.n], dtype=np.int64)
         # Generator: product of the distinct minimal polynomials of alpha^1 .. alpha^2t.
         gen, seen = 1, set()
         for i in range(1, 2 * t + 1):
@@ -123,26 +124,22 @@ class BCH:
         if word.shape != (self.n,):
             raise ValueError(f"received word must have {self.n} bits, got shape {word.shape}")
         positions = np.flatnonzero(word)
-        syndromes = []
-        for j in range(1, 2 * self.t + 1):
-            s = 0
-            for p in positions:
-                s ^= self._exp[(j * int(p)) % self.n]
-            syndromes.append(s)
+        exp = self._exp_np
+        powers = (np.arange(1, 2 * self.t + 1)[:, None] * positions[None, :]) % self.n
+        syndromes = [int(v) for v in np.bitwise_xor.reduce(exp[powers], axis=1)] if len(positions) else [0] * (2 * self.t)
         if not any(syndromes):
             return word[self.n - self.k :].copy(), 0
         locator = self._berlekamp_massey(syndromes)
         degree = len(locator) - 1
         if degree > self.t:
             return None
-        errors = []
-        for i in range(self.n):  # Chien search: locator(alpha^-i) == 0 marks an error at i
-            acc = 0
-            for d, c in enumerate(locator):
-                if c:
-                    acc ^= self._exp[(self._log[c] + d * (self.n - i)) % self.n]
-            if acc == 0:
-                errors.append(i)
+        # Chien search, all positions at once: locator(alpha^-i) == 0 marks an error at bit i.
+        i = np.arange(self.n)
+        acc = np.zeros(self.n, dtype=np.int64)
+        for d, c in enumerate(locator):
+            if c:
+                acc ^= exp[(self._log[c] + d * (self.n - i)) % self.n]
+        errors = np.flatnonzero(acc == 0)
         if len(errors) != degree:
             return None
         word[errors] ^= 1

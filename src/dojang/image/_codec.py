@@ -40,13 +40,15 @@ from dojang.keys import Key
 
 log = logging.getLogger(__name__)
 
-MAX_ALIGNMENTS = 6  # alignments whose bits may be read: the search's Bonferroni factor
-SEARCHED = 3  # scale/angle candidates of the coherent search that are refined and read
+MAX_ALIGNMENTS = 8  # alignments whose bits may be read: the search's Bonferroni factor
+SEARCHED = 5  # scale/angle candidates of the coherent search that are refined and read
 TARGET_PSNR = 42.8  # dB: the strength is lowered until the marked luma reaches it
 MIN_PSNR = 38.6  # dB: what the busiest textures may go down to
-FLAT_AMPLITUDE = 1.8  # luma levels (RMS of the pattern) where the image is flat
+FLAT_AMPLITUDE = 2.1  # luma levels (RMS of the pattern) where the image is flat
 MAX_AMPLITUDE = 8.0
 TEXTURE_GAIN = 0.5  # amplitude per unit of local activity
+SATURATED_BOOST = 1.4  # amplitude factor where luma is within 8 levels of black or white
+INFORMED_ROUNDS = 2  # rounds of measuring the reader's response and re-balancing bit gains
 
 
 @dataclass(frozen=True)
@@ -91,13 +93,14 @@ def _margins(luma: NDArray[np.float32], tile: KeyedTile, signs: NDArray[np.float
 
 
 def luma_delta(
-    luma: NDArray[np.float32], key: Key, payload: bytes, *, layout: Layout, target_psnr: float = TARGET_PSNR
+    luma: NDArray[np.float32], key: Key, payload: bytes, *, layout: Layout, target_psnr: float = TARGET_PSNR, boost: float = 1.0
 ) -> NDArray[np.float32]:
     """The change to add to every colour channel (so luma changes by exactly this), ``(H, W)``.
 
     Informed embedding: the detector is run on the unmarked image to see how much the image itself
     pushes each bit the wrong way, and each bit's gain is set so that all bits end with about the
     same margin at the same total power (improved spread spectrum, Malvar and Florencio 2003).
+    ``boost`` raises the strength past the PSNR budget (used only when a mark does not read back).
     """
     h, w = luma.shape
     scale = _sync.canonical_scale(h, w)
@@ -113,11 +116,17 @@ def luma_delta(
     limit = 255.0**2 / 10 ** (target / 10)
     if mse > limit:
         amp *= np.float32(math.sqrt(limit / mse))
-        delta *= np.float32(math.sqrt(limit / mse))
+    amp *= np.float32(boost)
+    # Near black or white half of the pattern is clipped away: give the other half more.
+    amp *= np.where((luma > 247.0) | (luma < 8.0), np.float32(SATURATED_BOOST), np.float32(1.0))
+    delta = amp * render(tile.cells(bits), h, w, scale)
     host = _margins(luma, tile, signs)
-    gain_per_unit = np.maximum(_margins(luma + delta, tile, signs) - host, 1e-6)
-    gains = _balanced_gains(host, gain_per_unit)
-    return amp * render(tile.cells(bits, gains), h, w, scale)
+    gains = np.ones_like(host)
+    for _ in range(INFORMED_ROUNDS):  # the reader is not linear: re-measure and re-balance
+        response = _margins(np.clip(luma + delta, 0.0, 255.0), tile, signs) - host
+        gains = _balanced_gains(host, np.maximum(response / gains, 1e-6))
+        delta = amp * render(tile.cells(bits, gains), h, w, scale)
+    return delta
 
 
 # -- reading -----------------------------------------------------------------------------------------

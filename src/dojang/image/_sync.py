@@ -83,11 +83,11 @@ _SEARCH_SIDE = 512  # the coherent search looks at most at a central 512 x 512 w
 
 @dataclass
 class Spectrum:
-    """The zero-padded spectrum of (a central window of) the residual."""
+    """The zero-padded full spectrum of (a central window of) the residual, flattened."""
 
-    values: NDArray[np.complex64]  # rfft2, shape (rows, cols)
+    values: NDArray[np.complex64]  # fft2, raveled: index ky * width + kx
     rows: int
-    width: int  # padded width before the rfft
+    width: int
 
 
 def spectrum(res: NDArray[np.float32]) -> Spectrum:
@@ -95,7 +95,7 @@ def spectrum(res: NDArray[np.float32]) -> Spectrum:
     top, left = max(0, (h - _SEARCH_SIDE) // 2), max(0, (w - _SEARCH_SIDE) // 2)
     win = res[top : top + _SEARCH_SIDE, left : left + _SEARCH_SIDE]
     rows, width = _PAD * win.shape[0], _PAD * win.shape[1]
-    return Spectrum(np.fft.rfft2(win, s=(rows, width)).astype(np.complex64), rows, width)
+    return Spectrum(np.fft.fft2(win, s=(rows, width)).astype(np.complex64).ravel(), rows, width)
 
 
 def band_template(unit_template: NDArray[np.float32]) -> NDArray[np.complex128]:
@@ -108,26 +108,20 @@ def band_template(unit_template: NDArray[np.float32]) -> NDArray[np.complex128]:
 _HARM = np.fft.ifftshift(np.arange(-_BAND // 2, _BAND // 2)).astype(np.float64)  # DFT order
 
 
-def coherent_candidates(
-    spec: Spectrum, template_band: NDArray[np.complex128], count: int = 4
-) -> list[tuple[float, float, float]]:
+def coherent_candidates(spec: Spectrum, template_band: NDArray[np.complex128], count: int = 4) -> list[tuple[float, float, float]]:
     """The ``count`` best (scale, angle, z) by the sync correlation peak, NMS-separated."""
-    cols = spec.values.shape[1]
     bb, aa = np.meshgrid(_HARM, _HARM, indexing="ij")  # [b (rows), a (cols)]
-    weight = np.conj(template_band)  # F conj(T): the correlation mirrored, same peak height
-    scores = np.empty((len(SEARCH_SCALES), len(SEARCH_ANGLES)))
+    weight = np.conj(template_band).astype(np.complex64)  # F conj(T): the correlation mirrored, same peak height
     c, s = np.cos(SEARCH_ANGLES)[:, None, None], np.sin(SEARCH_ANGLES)[:, None, None]
+    base_x = (c * aa - s * bb) * (spec.width / TILE_UNITS)  # bins at scale 1
+    base_y = (s * aa + c * bb) * (spec.rows / TILE_UNITS)
+    scores = np.empty((len(SEARCH_SCALES), len(SEARCH_ANGLES)))
     for i, sc in enumerate(SEARCH_SCALES):
-        fx = (c * aa - s * bb) / (sc * TILE_UNITS)
-        fy = (s * aa + c * bb) / (sc * TILE_UNITS)
-        flip = fx < 0
-        kx = np.rint(np.abs(fx) * spec.width).astype(np.int64)
-        ky = np.rint(np.where(flip, -fy, fy) * spec.rows).astype(np.int64) % spec.rows
-        vals = spec.values[ky, np.minimum(kx, cols - 1)]
-        vals = np.where(flip, np.conj(vals), vals)
-        corr = np.fft.ifft2(vals * weight, axes=(1, 2)).real
-        flat = corr.reshape(len(SEARCH_ANGLES), -1)
-        scores[i] = (flat.max(axis=1) - flat.mean(axis=1)) / (flat.std(axis=1) + 1e-12)
+        kx = np.rint(base_x / sc).astype(np.int64) % spec.width
+        ky = np.rint(base_y / sc).astype(np.int64) % spec.rows
+        vals = spec.values[ky * spec.width + kx]
+        corr = np.fft.ifft2(vals * weight, axes=(1, 2)).real.reshape(len(SEARCH_ANGLES), -1)
+        scores[i] = (corr.max(axis=1) - corr.mean(axis=1)) / (corr.std(axis=1) + 1e-12)
     found: list[tuple[float, float, float]] = []
     for flat_i in np.argsort(scores, axis=None)[::-1][:500]:
         i, j = np.unravel_index(flat_i, scores.shape)

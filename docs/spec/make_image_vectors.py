@@ -1,0 +1,70 @@
+"""Regenerate docs/spec/image_vectors.json and tests/data/image_golden_v1.png.
+
+Run only when the image format changes on purpose (a new layout version): the tests pin these
+values and decode the golden image, so that marks made by one version stay readable by every
+later one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from dojang.image import embed
+from dojang.image._pattern import LAYOUTS, coded_bits, keyed_tile
+from dojang.keys import Key
+from dojang.keys._keys import _key_id_for
+
+TEST_SECRET = bytes(range(32))  # a public test vector, never a usable default
+PAYLOAD = bytes.fromhex("0123456789abcdef")
+ROOT = Path(__file__).parents[2]
+
+
+def golden_source() -> Image.Image:
+    """A deterministic 384x256 test picture (smooth shading, edges, a little texture)."""
+    yy, xx = np.mgrid[0:256, 0:384].astype(np.float64)
+    base = 120 + 60 * np.sin(xx / 37.0) * np.cos(yy / 23.0) + 40 * (xx / 384.0)
+    edges = np.where((xx - 190) ** 2 + (yy - 130) ** 2 < 70**2, 50.0, 0.0)
+    texture = 6.0 * np.sin(xx * 1.3) * np.sin(yy * 0.9)
+    luma = base + edges + texture
+    rgb = np.stack([luma * 1.05, luma * 0.95, luma * 0.8], -1)
+    return Image.fromarray(np.clip(np.rint(rgb), 0, 255).astype(np.uint8))
+
+
+def _sha(arr: np.ndarray) -> str:
+    return hashlib.sha256(np.ascontiguousarray(arr).tobytes()).hexdigest()
+
+
+def main() -> None:
+    key = Key(key_id=_key_id_for(TEST_SECRET), _secret=TEST_SECRET)
+    layout = LAYOUTS[1]
+    tile = keyed_tile(key, layout)
+    info = layout.pack(PAYLOAD)
+    bits = coded_bits(layout, PAYLOAD)
+    out = {
+        "secret_hex": TEST_SECRET.hex(),
+        "key_id": key.key_id,
+        "payload_hex": PAYLOAD.hex(),
+        "layout": {"version": 1, "bch_n": layout.code.n, "bch_k": layout.code.k, "bch_t": layout.code.t, "check_bits": 64},
+        "bch_generator_hex": hex(layout.code.generator),
+        "info_bits": "".join(str(int(b)) for b in info),
+        "coded_bits": "".join(str(int(b)) for b in bits),
+        "sync_first_row": [int(v) for v in tile.sync[0]],
+        "chips_first_row": [int(v) for v in tile.chips[0]],
+        "assign_first_row": [int(v) for v in tile.assign[0]],
+        "sha256_sync_int8": _sha(tile.sync.astype(np.int8)),
+        "sha256_chips_int8": _sha(tile.chips.astype(np.int8)),
+        "sha256_assign_int16": _sha(tile.assign.astype("<i2")),
+        "golden_image": "tests/data/image_golden_v1.png",
+    }
+    (ROOT / "docs/spec/image_vectors.json").write_text(json.dumps(out, indent=1) + "\n")
+    golden_source().save(ROOT / "tests/data/image_golden_source.png")
+    embed(golden_source(), key, PAYLOAD).save(ROOT / "tests/data/image_golden_v1.png")
+
+
+if __name__ == "__main__":
+    main()
