@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test lint bench
+.PHONY: install demo test lint bench bench-image
 
 install: $(STAMP)
 
@@ -28,3 +28,7 @@ lint: install
 
 bench: install
 	$(BIN)/python benchmarks/text_bench.py
+
+bench-image: install
+	$(BIN)/pip install -q -e '.[bench]'   # scikit-image + invisible-watermark (dwtDct, dwtDctSvd, rivaGan) for the anchors
+	$(BIN)/python benchmarks/image_bench.py

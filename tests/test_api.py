@@ -14,16 +14,49 @@ import dojang.text
 
 def test_top_level_api() -> None:
     assert sorted(dojang.__all__) == sorted(
-        ["ConfigError", "Detection", "DetectionError", "DojangError", "DojangKeyError", "InputError", "Key", "KeyRing",
-         "ProvenanceError", "ServiceError", "Span", "Verdict", "__version__", "generate_key", "load_key", "save_key"]
+        [
+            "ConfigError",
+            "Detection",
+            "DetectionError",
+            "DojangError",
+            "DojangKeyError",
+            "InputError",
+            "Key",
+            "KeyRing",
+            "ProvenanceError",
+            "ServiceError",
+            "Span",
+            "Verdict",
+            "__version__",
+            "generate_key",
+            "load_key",
+            "save_key",
+        ]
     )
 
 
 def test_text_api() -> None:
     assert sorted(dojang.text.__all__) == sorted(
-        ["PRESETS", "Generation", "GumbelConfig", "KGWConfig", "SchemeConfig", "SynthIDConfig", "TextDetector",
-         "WatermarkLogitsProcessor", "detect", "generate", "generate_batch", "known_configs", "normalize", "preset",
-         "register", "resolve", "scheme_config", "schemes"]
+        [
+            "PRESETS",
+            "Generation",
+            "GumbelConfig",
+            "KGWConfig",
+            "SchemeConfig",
+            "SynthIDConfig",
+            "TextDetector",
+            "WatermarkLogitsProcessor",
+            "detect",
+            "generate",
+            "generate_batch",
+            "known_configs",
+            "normalize",
+            "preset",
+            "register",
+            "resolve",
+            "scheme_config",
+            "schemes",
+        ]
     )
     for name in dojang.text.__all__:
         assert getattr(dojang.text, name) is not None
@@ -38,9 +71,18 @@ def test_submodule_apis() -> None:
         assert issubclass(getattr(dojang.errors, name), dojang.errors.DojangError)
 
 
+def test_image_api() -> None:
+    import dojang.image
+
+    assert sorted(dojang.image.__all__) == sorted(
+        ["DEFAULT_ALPHA", "MIN_DETECT_SIDE", "MIN_EMBED_SIDE", "SCHEME", "Embedded", "ImageDetector", "detect", "detect_file",
+         "embed", "embed_file", "parse_payload", "psnr", "random_payload"]
+    )
+
+
 def test_core_imports_without_torch() -> None:
     code = (
-        "import sys, dojang, dojang.stats, dojang.keys, dojang.text\n"
+        "import sys, dojang, dojang.stats, dojang.keys, dojang.text, dojang.image, dojang.image.attacks\n"
         "from dojang.text import TextDetector, preset\n"
         "assert 'torch' not in sys.modules and 'transformers' not in sys.modules, 'heavy import'\n"
     )

@@ -108,7 +108,9 @@ def band_template(unit_template: NDArray[np.float32]) -> NDArray[np.complex128]:
 _HARM = np.fft.ifftshift(np.arange(-_BAND // 2, _BAND // 2)).astype(np.float64)  # DFT order
 
 
-def coherent_candidates(spec: Spectrum, template_band: NDArray[np.complex128], count: int = 4) -> list[tuple[float, float, float]]:
+def coherent_candidates(
+    spec: Spectrum, template_band: NDArray[np.complex128], count: int = 4
+) -> list[tuple[float, float, float]]:
     """The ``count`` best (scale, angle, z) by the sync correlation peak, NMS-separated."""
     bb, aa = np.meshgrid(_HARM, _HARM, indexing="ij")  # [b (rows), a (cols)]
     weight = np.conj(template_band).astype(np.complex64)  # F conj(T): the correlation mirrored, same peak height
