@@ -75,8 +75,21 @@ def test_image_api() -> None:
     import dojang.image
 
     assert sorted(dojang.image.__all__) == sorted(
-        ["DEFAULT_ALPHA", "MIN_DETECT_SIDE", "MIN_EMBED_SIDE", "SCHEME", "Embedded", "ImageDetector", "detect", "detect_file",
-         "embed", "embed_file", "parse_payload", "psnr", "random_payload"]
+        [
+            "DEFAULT_ALPHA",
+            "MIN_DETECT_SIDE",
+            "MIN_EMBED_SIDE",
+            "SCHEME",
+            "Embedded",
+            "ImageDetector",
+            "detect",
+            "detect_file",
+            "embed",
+            "embed_file",
+            "parse_payload",
+            "psnr",
+            "random_payload",
+        ]
     )
 
 
