@@ -13,6 +13,7 @@ from dojang.cli import main
 from dojang.keys import load_key
 from dojang.text import generate_batch
 from tests.conftest import HUMAN_EN
+from tests.helpers import one_error_line
 
 CONTRACT_KEYS = {"verdict", "p_value", "tokens_scored", "scheme", "key_id", "spans"}
 
@@ -30,14 +31,6 @@ def keyfile(runner, tmp_path):
     return path
 
 
-def _one_error_line(result) -> str:
-    assert result.exit_code != 0
-    lines = [ln for ln in result.stderr.splitlines() if ln.strip()]
-    assert len(lines) == 1, result.stderr
-    assert "Traceback" not in result.output
-    return lines[0]
-
-
 def test_keygen_writes_0600_and_prints_only_the_id(runner, keyfile) -> None:
     assert stat.S_IMODE(os.stat(keyfile).st_mode) == 0o600
     key = load_key(keyfile)
@@ -46,7 +39,7 @@ def test_keygen_writes_0600_and_prints_only_the_id(runner, keyfile) -> None:
 
 def test_keygen_refuses_overwrite(runner, keyfile) -> None:
     before = keyfile.read_text()
-    line = _one_error_line(runner.invoke(main, ["keygen", "-o", str(keyfile)]))
+    line = one_error_line(runner.invoke(main, ["keygen", "-o", str(keyfile)]))
     assert "exists" in line
     assert keyfile.read_text() == before
 
@@ -120,18 +113,18 @@ def test_detect_bad_input_gives_one_line(runner, keyfile, tmp_path, setup: str, 
         args += ["--scheme", "rot13", str(text_file)]
     elif setup == "missing_file":
         args.append(str(tmp_path / "absent.txt"))
-    line = _one_error_line(runner.invoke(main, args))
+    line = one_error_line(runner.invoke(main, args))
     assert expect in line
     assert line.startswith("dojang: error:")
 
 
 def test_generate_rejects_unknown_scheme_before_loading_a_model(runner, keyfile) -> None:
-    line = _one_error_line(runner.invoke(main, ["text", "generate", "--key", str(keyfile), "--scheme", "nope", "hi"]))
+    line = one_error_line(runner.invoke(main, ["text", "generate", "--key", str(keyfile), "--scheme", "nope", "hi"]))
     assert "unknown scheme" in line
 
 
 def test_generate_rejects_bad_model_path(runner, keyfile, tmp_path) -> None:
-    line = _one_error_line(
+    line = one_error_line(
         runner.invoke(main, ["text", "generate", "--key", str(keyfile), "--model", str(tmp_path / "none"), "hi"])
     )
     assert "not a model directory" in line

@@ -10,6 +10,7 @@ from click.testing import CliRunner
 from PIL import Image
 
 from dojang.cli import main
+from tests.helpers import one_error_line
 
 skdata = pytest.importorskip("skimage.data")
 CONTRACT_KEYS = {"verdict", "p_value", "payload", "key_id", "bit_errors_corrected"}
@@ -71,14 +72,6 @@ def test_random_payload_is_printed(runner, files) -> None:  # type: ignore[no-un
     assert res.exit_code == 0 and "detected" in res.stdout and payload in res.stdout.replace("\n", "")
 
 
-def _one_error_line(result) -> str:  # type: ignore[no-untyped-def]
-    assert result.exit_code != 0
-    lines = [ln for ln in result.stderr.splitlines() if ln.strip()]
-    assert len(lines) == 1, result.stderr
-    assert "Traceback" not in result.output
-    return lines[0]
-
-
 @pytest.mark.parametrize(
     ("args", "expect"),
     [
@@ -95,4 +88,4 @@ def test_bad_input_gives_one_line(runner, files, args, expect) -> None:  # type:
     (files / "junk.png").write_bytes(b"not an image at all")
     Image.new("RGB", (100, 90)).save(files / "tiny.png")
     res = runner.invoke(main, ["image", *[a.format(d=files) for a in args]])
-    assert expect in _one_error_line(res)
+    assert expect in one_error_line(res)

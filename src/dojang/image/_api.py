@@ -102,11 +102,7 @@ def _pixels(image: Any, name: str = "image") -> _io.Pixels:
 def _like(original: Any, px: _io.Pixels) -> Any:
     """Return marked pixels in the caller's type (PIL in, PIL out; array in, array out)."""
     if isinstance(original, np.ndarray):
-        if px.alpha is None:
-            return px.colour
-        if px.colour.ndim == 2:
-            return np.dstack([px.colour, px.alpha])
-        return np.dstack([px.colour, px.alpha])
+        return px.colour if px.alpha is None else np.dstack([px.colour, px.alpha])
     return px.to_pil()
 
 
