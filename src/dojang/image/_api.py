@@ -141,10 +141,7 @@ def embed_pixels(
             "the mark did not read back from the marked pixels (the image is too uniform, saturated or busy to carry it); "
             "nothing was written"
         )
-    diff = marked.astype(np.float64) - base
-    mse = float(np.mean(diff * diff))
-    psnr = float("inf") if mse == 0 else 10.0 * math.log10(255.0**2 / mse)
-    return out, psnr
+    return out, psnr(marked, px.colour)
 
 
 def embed(image: ImageLike, key: Key, payload: bytes | str | int, *, check_existing: bool = True) -> ImageLike:
@@ -175,7 +172,7 @@ def embed_file(
     payload_bytes = random_payload() if payload is None else parse_payload(payload)
     fmt = _io.format_for(dst)
     px, _ = _io.read(src)
-    marked, psnr = embed_pixels(px, key, payload_bytes, check_existing=check_existing)
+    marked, psnr_db = embed_pixels(px, key, payload_bytes, check_existing=check_existing)
     qualities = [quality] if quality else ([None, 98, 100] if fmt in ("JPEG", "WEBP") else [None])
     data = b""
     verified = False
@@ -193,7 +190,7 @@ def embed_file(
     tmp = out.with_name(out.name + ".partial")
     tmp.write_bytes(data)
     os.replace(tmp, out)
-    return Embedded(str(out), payload_bytes, key.key_id, CURRENT_VERSION, px.width, px.height, fmt, psnr, verified)
+    return Embedded(str(out), payload_bytes, key.key_id, CURRENT_VERSION, px.width, px.height, fmt, psnr_db, verified)
 
 
 # -- detection --------------------------------------------------------------------------------------

@@ -16,7 +16,6 @@ bound that holds whatever the search picks and wherever it stops).
 
 from __future__ import annotations
 
-import logging
 import math
 from dataclasses import dataclass
 from functools import lru_cache
@@ -37,8 +36,6 @@ from dojang.image._pattern import (
     unit_template,
 )
 from dojang.keys import Key
-
-log = logging.getLogger(__name__)
 
 MAX_ALIGNMENTS = 8  # alignments whose bits may be read: the search's Bonferroni factor
 SEARCHED = 5  # scale/angle candidates of the coherent search that are refined and read
@@ -252,23 +249,24 @@ def read_key(prep: Prepared, key: Key, *, search: bool = True) -> Reading:
     template = unit_template(sync)
     template_fft = np.fft.rfft2(template)
     res = prep.residual
-    identity = _sync.align(res, 1.0, 0.0, template_fft)
-    others: list[_sync.Alignment] = []
     if search:
-        others.extend(_sync.align_quarters(res, 1.0, 0.0, template_fft)[1:])
+        identity, *others = _sync.align_quarters(res, 1.0, 0.0, template_fft)
         if prep.spectrum is None:
             prep.spectrum = _sync.spectrum(res)
         for scale, theta, _z in _sync.coherent_candidates(prep.spectrum, _sync.band_template(template), count=SEARCHED):
             others.append(_refine(res, _sync.align(res, scale, theta, template_fft), template_fft))
         others.sort(key=lambda a: -a.score)
         others = others[: MAX_ALIGNMENTS - 1]
-    layouts = list(LAYOUTS.values())
-    correction = math.log(MAX_ALIGNMENTS * len(layouts))
+    else:
+        identity, others = _sync.align(res, 1.0, 0.0, template_fft), []
+    tiles = [keyed_tile(key, layout) for layout in LAYOUTS.values()]
+    correction = math.log(MAX_ALIGNMENTS * len(tiles))
     best: Reading | None = None
     for al in [identity, *others]:
         cells = _sync.read_cells(res, al)
-        for layout in layouts:
-            lp, payload, errors, matches = read_alignment(cells, keyed_tile(key, layout))
+        for tile in tiles:
+            layout = tile.layout
+            lp, payload, errors, matches = read_alignment(cells, tile)
             reading = Reading(
                 log_p_value=min(0.0, lp + correction),
                 payload=payload,
@@ -287,7 +285,7 @@ def read_key(prep: Prepared, key: Key, *, search: bool = True) -> Reading:
 
 
 def _refine(res: NDArray[np.float32], al: _sync.Alignment, template_fft: NDArray[np.complex128]) -> _sync.Alignment:
-    """Local search on the sync peak around a lattice estimate (scale +-0.8%, angle +-0.4 deg)."""
+    """Local search on the sync peak around a search candidate (scale +-0.4%, angle +-0.2 deg)."""
     best = al
     for ds in (-0.004, 0.0, 0.004):
         for da in (-0.2, 0.0, 0.2):
