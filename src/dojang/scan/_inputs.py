@@ -1,0 +1,343 @@
+"""Inputs of a scan: find what to read, cut it into shards, read one shard into items.
+
+Every input is a local path or an fsspec URL (``s3://``, ``gs://``, ``memory://``, ...). Files:
+JSONL (``.jsonl``, ``.ndjson``), CSV, Parquet (one row per item, text in one column), plain
+text (``.txt``, ``.md``; one file per item) and images (``.png``, ``.jpg``, ``.jpeg``,
+``.webp``, ``.bmp``, ``.tif``, ``.tiff``, ``.gif``). Directories are walked recursively.
+
+A shard is a small, self-describing unit of work (a byte offset and line count in a JSONL file,
+a row range of a row group, a list of files), so that any worker can read it and a finished one
+is never read again on resume.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from dojang.errors import InputError
+from dojang.scan._deps import require
+from dojang.scan._score import Item
+
+log = logging.getLogger(__name__)
+
+TEXT_SUFFIXES = (".txt", ".md", ".text")
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".gif")
+TABLE_FORMATS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
+DEFAULT_TEXT_COLUMN = "text"
+
+
+@dataclass(frozen=True)
+class Shard:
+    """``fmt`` jsonl: ``count`` non-blank lines from byte ``offset`` (first line number ``row``);
+    parquet: rows ``row .. row+count`` of row group ``group``; csv: rows ``row .. row+count``;
+    files: the files in ``files``. ``column`` is the text column (tabular formats) or None when
+    the file has no usable column (every row is then an error naming ``problem``)."""
+
+    index: int
+    fmt: str
+    source: str
+    count: int
+    row: int = 0
+    offset: int = 0
+    group: int = 0
+    column: str | None = None
+    problem: str | None = None
+    files: tuple[str, ...] = field(default=())
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Shard:
+        return cls(**{**data, "files": tuple(data.get("files", ()))})
+
+
+def _suffix(path: str) -> str:
+    name = path.rsplit("/", 1)[-1].lower()
+    return "." + name.rsplit(".", 1)[-1] if "." in name else ""
+
+
+def _fs(url: str) -> tuple[Any, str]:
+    fsspec = require("fsspec")
+    try:
+        return fsspec.core.url_to_fs(url)  # type: ignore[no-any-return]
+    except (ValueError, ImportError) as err:
+        raise InputError(f"{url}: cannot open ({err})") from None
+
+
+def _url(fs: Any, path: str) -> str:
+    """A path the same filesystem can open again (local paths stay plain)."""
+    protocol = fs.protocol if isinstance(fs.protocol, str) else fs.protocol[0]
+    return path if protocol in ("file", "local") else fs.unstrip_protocol(path)
+
+
+def plan(
+    inputs: Sequence[str],
+    *,
+    text_column: str | None = None,
+    rows_per_shard: int = 10_000,
+    files_per_shard: int = 1_000,
+    images_per_shard: int = 32,
+) -> tuple[list[Shard], list[dict[str, Any]]]:
+    """Shards for ``inputs`` (in a fixed order) and a fingerprint of every file read (path,
+    size). Raises :class:`InputError` at once for a missing input or when no tabular file has
+    the text column."""
+    if not inputs:
+        raise InputError("no input given")
+    shards: list[Shard] = []
+    seen: list[dict[str, Any]] = []
+    tables: list[tuple[str, str | None, str | None]] = []  # (source, column, problem)
+    for url in inputs:
+        fs, root = _fs(url)
+        if not fs.exists(root):
+            raise InputError(f"{url}: no such file or directory")
+        if fs.isdir(root):
+            paths = sorted(fs.find(root))
+            if not paths:
+                raise InputError(f"{url}: the directory is empty")
+        else:
+            paths = [root]
+        texts: list[str] = []
+        images: list[str] = []
+        skipped = 0
+        for path in paths:
+            suffix = _suffix(path)
+            full = _url(fs, path)
+            size = fs.size(path)
+            if suffix in TABLE_FORMATS:
+                seen.append({"path": full, "size": size})
+                new = _plan_table(fs, path, full, TABLE_FORMATS[suffix], text_column, rows_per_shard, len(shards))
+                shards.extend(new)
+                if new:
+                    tables.append((full, new[0].column, new[0].problem))
+            elif suffix in IMAGE_SUFFIXES:
+                seen.append({"path": full, "size": size})
+                images.append(full)
+            elif suffix in TEXT_SUFFIXES or len(paths) == 1:
+                seen.append({"path": full, "size": size})
+                texts.append(full)
+            else:
+                skipped += 1
+        if skipped:
+            log.info("%s: skipped %d file(s) that are neither text, tables nor images", url, skipped)
+        for files, per in ((texts, files_per_shard), (images, images_per_shard)):
+            for start in range(0, len(files), per):
+                chunk = tuple(files[start : start + per])
+                shards.append(Shard(index=len(shards), fmt="files", source=url, count=len(chunk), files=chunk))
+    if tables and all(column is None for _, column, _ in tables):
+        raise InputError(tables[0][2] or "no text column")
+    if not shards:
+        raise InputError("the inputs hold nothing to scan (no text, table or image files)")
+    return shards, seen
+
+
+def _pick_column(
+    columns: Sequence[str], string_columns: Sequence[str], wanted: str | None, source: str
+) -> tuple[str | None, str | None]:
+    if wanted is not None:
+        if wanted in columns:
+            return wanted, None
+        return None, f"{source}: no column {wanted!r} (columns: {', '.join(columns) or 'none'})"
+    if DEFAULT_TEXT_COLUMN in columns:
+        return DEFAULT_TEXT_COLUMN, None
+    if len(string_columns) == 1:
+        return string_columns[0], None
+    return (
+        None,
+        f"{source}: no {DEFAULT_TEXT_COLUMN!r} column; choose one with --text-column (columns: {', '.join(columns) or 'none'})",
+    )
+
+
+def _plan_table(fs: Any, path: str, source: str, fmt: str, wanted: str | None, per: int, first: int) -> list[Shard]:
+    shards: list[Shard] = []
+
+    def add(count: int, column: str | None, problem: str | None, *, row: int = 0, offset: int = 0, group: int = 0) -> None:
+        index = first + len(shards)
+        shards.append(Shard(index, fmt, source, count, row, offset, group, column=column, problem=problem))
+
+    if fmt == "jsonl":
+        # One pass over the bytes: the offset of every shard's first line, and the first record's keys.
+        column, problem, keys_checked = None, None, False
+        offset, line_no, start_offset, start_row, count = 0, 0, 0, 0, 0
+        with fs.open(path, "rb") as handle:
+            for line in handle:
+                if line.strip():
+                    if count == 0:
+                        start_offset, start_row = offset, line_no
+                    if not keys_checked:
+                        keys_checked = True
+                        try:
+                            record = json.loads(line)
+                        except ValueError:
+                            record = None
+                        if isinstance(record, dict):
+                            strings = [k for k, v in record.items() if isinstance(v, str)]
+                            column, problem = _pick_column(list(record), strings, wanted, source)
+                        else:
+                            column = wanted or DEFAULT_TEXT_COLUMN  # the first record is bad: that row reports it
+                    count += 1
+                    if count == per:
+                        add(count, column, problem, offset=start_offset, row=start_row)
+                        count = 0
+                offset += len(line)
+                line_no += 1
+        if count:
+            add(count, column, problem, offset=start_offset, row=start_row)
+        return shards
+    pa = require("pyarrow")
+    if fmt == "parquet":
+        pq = require("pyarrow.parquet")
+        try:
+            with fs.open(path, "rb") as handle:
+                meta = pq.ParquetFile(handle).metadata
+                schema = meta.schema.to_arrow_schema()
+        except (OSError, pa.ArrowException) as err:
+            raise InputError(f"{source}: not a readable Parquet file ({err})") from None
+        strings = [f.name for f in schema if pa.types.is_string(f.type) or pa.types.is_large_string(f.type)]
+        column, problem = _pick_column(schema.names, strings, wanted, source)
+        row = 0
+        for group in range(meta.num_row_groups):
+            n = meta.row_group(group).num_rows
+            for start in range(0, n, per):
+                add(min(per, n - start), column, problem, group=group, row=start, offset=row + start)
+            row += n
+        return shards
+    # csv: parse once to count rows (streaming); a shard re-reads up to its rows
+    columns, total = _csv_scan(fs, path, source)
+    column, problem = _pick_column(columns, columns, wanted, source)
+    for start in range(0, total, per):
+        add(min(per, total - start), column, problem, row=start)
+    return shards
+
+
+def _csv_scan(fs: Any, path: str, source: str) -> tuple[list[str], int]:
+    pa = require("pyarrow")
+    csv = require("pyarrow.csv")
+    total = 0
+    try:
+        with fs.open(path, "rb") as handle:
+            reader = csv.open_csv(handle, convert_options=csv.ConvertOptions(column_types={}, strings_can_be_null=False))
+            columns = list(reader.schema.names)
+            for batch in reader:
+                total += batch.num_rows
+    except (OSError, pa.ArrowException) as err:
+        raise InputError(f"{source}: not a readable CSV file ({err})") from None
+    return columns, total
+
+
+# -- reading ---------------------------------------------------------------------------------------
+def read(shard: Shard) -> list[Item]:
+    """The items of ``shard``, in order: exactly ``shard.count`` of them. An unreadable item
+    becomes an item with ``error`` set, never an exception."""
+    if shard.fmt == "files":
+        return [_read_file(url) for url in shard.files]
+    if shard.column is None:
+        ids = [f"{shard.source}#{shard.row + i}" for i in range(shard.count)] if shard.fmt != "jsonl" else None
+        if ids is None:
+            return [Item(f"{shard.source}:{r}", "text", error=shard.problem) for r in _jsonl_rows(shard)]
+        return [Item(i, "text", error=shard.problem) for i in ids]
+    if shard.fmt == "jsonl":
+        return _read_jsonl(shard)
+    if shard.fmt == "parquet":
+        return _read_parquet(shard)
+    return _read_csv(shard)
+
+
+def _read_file(url: str) -> Item:
+    kind = "image" if _suffix(url) in IMAGE_SUFFIXES else "text"
+    fs, path = _fs(url)
+    try:
+        data = fs.cat_file(path)
+    except (OSError, FileNotFoundError) as err:
+        return Item(url, kind, error=f"cannot read ({err.__class__.__name__})")
+    if kind == "image":
+        return Item(url, kind, data)
+    try:
+        return Item(url, kind, data.decode("utf-8"))
+    except UnicodeDecodeError as err:
+        return Item(url, kind, error=f"not UTF-8 text (byte 0x{data[err.start]:02x} at offset {err.start})")
+
+
+def _jsonl_lines(shard: Shard) -> list[tuple[int, bytes]]:
+    fs, path = _fs(shard.source)
+    out: list[tuple[int, bytes]] = []
+    with fs.open(path, "rb") as handle:
+        handle.seek(shard.offset)
+        line_no = shard.row
+        for line in handle:
+            if line.strip():
+                out.append((line_no, line))
+                if len(out) == shard.count:
+                    break
+            line_no += 1
+    return out
+
+
+def _jsonl_rows(shard: Shard) -> list[int]:
+    return [n for n, _ in _jsonl_lines(shard)]
+
+
+def _read_jsonl(shard: Shard) -> list[Item]:
+    column = shard.column
+    assert column is not None
+    items = []
+    for line_no, raw in _jsonl_lines(shard):
+        item_id = f"{shard.source}:{line_no + 1}"  # 1-based line numbers, as editors show them
+        try:
+            record = json.loads(raw.decode("utf-8"))
+        except UnicodeDecodeError as err:
+            items.append(Item(item_id, "text", error=f"not UTF-8 (byte 0x{raw[err.start]:02x} at offset {err.start})"))
+            continue
+        except ValueError as err:
+            items.append(Item(item_id, "text", error=f"not a JSON record ({err.__class__.__name__}: {str(err)[:80]})"))
+            continue
+        if not isinstance(record, dict) or column not in record:
+            items.append(Item(item_id, "text", error=f"no field {column!r} in this record"))
+        elif not isinstance(record[column], str):
+            items.append(Item(item_id, "text", error=f"field {column!r} is not a string"))
+        else:
+            items.append(Item(item_id, "text", record[column]))
+    return items
+
+
+def _column_items(values: list[Any], shard: Shard, first_row: int) -> list[Item]:
+    items = []
+    for i, value in enumerate(values):
+        item_id = f"{shard.source}#{first_row + i}"
+        if isinstance(value, str):
+            items.append(Item(item_id, "text", value))
+        else:
+            items.append(Item(item_id, "text", error=f"column {shard.column!r} is {'empty' if value is None else 'not text'}"))
+    return items
+
+
+def _read_parquet(shard: Shard) -> list[Item]:
+    pq = require("pyarrow.parquet")
+    fs, path = _fs(shard.source)
+    with fs.open(path, "rb") as handle:
+        table = pq.ParquetFile(handle).read_row_group(shard.group, columns=[shard.column])
+    values = table.column(0).slice(shard.row, shard.count).to_pylist()
+    return _column_items(values, shard, shard.offset)  # offset: the group's first row in the file
+
+
+def _read_csv(shard: Shard) -> list[Item]:
+    pa = require("pyarrow")
+    csv = require("pyarrow.csv")
+    fs, path = _fs(shard.source)
+    opts = csv.ConvertOptions(column_types={shard.column: pa.string()}, include_columns=[shard.column], strings_can_be_null=False)
+    values: list[Any] = []
+    seen = 0
+    with fs.open(path, "rb") as handle:
+        for batch in csv.open_csv(handle, convert_options=opts):
+            n = batch.num_rows
+            if seen + n > shard.row:
+                lo = max(0, shard.row - seen)
+                values.extend(batch.column(0).slice(lo, shard.count - len(values)).to_pylist())
+                if len(values) >= shard.count:
+                    break
+            seen += n
+    return _column_items(values, shard, shard.row)
