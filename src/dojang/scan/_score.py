@@ -159,6 +159,7 @@ class _Runtime:
         self.scorer = scorer
         self._text: Any = None
         self._tokenizer: Any = None
+        self._encode: Any = None
         self._image: Any = None
 
     # -- text --------------------------------------------------------------------------------
@@ -170,7 +171,11 @@ class _Runtime:
             from dojang.text.detect import TextDetector
 
             s = self.scorer
-            self._tokenizer = Tokenizer.from_str(s.tokenizer_json or default_tokenizer_json())
+            from dojang.scan._tokenize import fast_encoder
+
+            spec = s.tokenizer_json or default_tokenizer_json()
+            self._tokenizer = Tokenizer.from_str(spec)
+            self._encode = fast_encoder(self._tokenizer, spec)
             self._text = TextDetector(
                 keys=s.keys,
                 tokenizer=self._tokenizer,
@@ -204,8 +209,7 @@ class _Runtime:
                     det = detector.detect_ids(np.asarray(enc.ids, dtype=np.int64), offsets=np.asarray(enc.offsets).reshape(-1, 2))
                     rows[i] = ScanRow.from_detection(items[i].item_id, "text", det)
             else:
-                fast = getattr(tokenizer, "encode_batch_fast", tokenizer.encode_batch)  # no offsets: faster
-                ids = [np.asarray(enc.ids, dtype=np.int64) for enc in fast(texts, add_special_tokens=False)]
+                ids = [np.asarray(x, dtype=np.int64) for x in self._encode(texts)]
                 for i, det in zip(todo, detector.detect_batch(ids), strict=True):
                     rows[i] = ScanRow.from_detection(items[i].item_id, "text", det)
         return [r for r in rows if r is not None]

@@ -1,0 +1,58 @@
+"""Real inputs for the scan tests: texts stamped by the real watermark processor (through a tiny
+model over the real vocabulary), human texts from the shipped corpus, real photographs."""
+
+from __future__ import annotations
+
+import gzip
+import json
+from functools import cache
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from tests.helpers import fixed_key
+
+MARK_KEY = 1  # fixed_key(MARK_KEY) stamped the marked texts and images
+OTHER_KEY = 2
+
+
+@cache
+def human_texts() -> tuple[str, ...]:
+    """Every text of the shipped human corpus (English and Korean), in file order."""
+    path = resources.files("dojang") / "data" / "human_corpus.jsonl.gz"
+    with gzip.open(str(path), "rt", encoding="utf-8") as handle:
+        return tuple(json.loads(line)["text"] for line in handle)
+
+
+def human_sample(n: int, chars: int = 1200) -> list[str]:
+    """``n`` human texts, English and Korean interleaved, cut to about ``chars`` characters."""
+    texts = human_texts()
+    ko = [t for t in texts if any("\uac00" <= c <= "\ud7a3" for c in t[:200])]
+    en = [t for t in texts if t not in set(ko[: n // 4 + 1])]
+    picked = [*ko[: n // 4], *en[: n - n // 4]]
+    return [t[:chars] for t in picked]
+
+
+def make_marked(tiny_model: Any, tokenizer: Any, n: int = 6) -> list[str]:
+    from dojang.text import generate_batch
+
+    prompts = [f"Story {i}:" for i in range(n)]
+    gens = generate_batch(
+        prompts,
+        key=fixed_key(MARK_KEY),
+        scheme="default",
+        model=tiny_model,
+        tokenizer=tokenizer,
+        max_new_tokens=120,
+        temperature=1.0,
+        seed=7,
+        chat=False,
+    )
+    return [g.text for g in gens]
+
+
+def write_jsonl(path: Path, records: list[Any]) -> Path:
+    with open(path, "w", encoding="utf-8") as handle:
+        for r in records:
+            handle.write((json.dumps(r, ensure_ascii=False) if not isinstance(r, str) else r) + "\n")
+    return path
