@@ -33,17 +33,27 @@ def human_sample(n: int, chars: int = 1200) -> list[str]:
     return [t[:chars] for t in picked]
 
 
+_MARKED: dict[int, list[str]] = {}
+
+
 def make_marked(tiny_model: Any, tokenizer: Any, n: int = 6) -> list[str]:
+    """``n`` (at most 6) texts of 150 tokens stamped under fixed_key(MARK_KEY); made once per model."""
+    if id(tiny_model) not in _MARKED:
+        _MARKED[id(tiny_model)] = _generate(tiny_model, tokenizer)
+    return _MARKED[id(tiny_model)][:n]
+
+
+def _generate(tiny_model: Any, tokenizer: Any) -> list[str]:
     from dojang.text import generate_batch
 
-    prompts = [f"Story {i}:" for i in range(n)]
+    prompts = [f"Story {i}:" for i in range(6)]
     gens = generate_batch(
         prompts,
         key=fixed_key(MARK_KEY),
         scheme="default",
         model=tiny_model,
         tokenizer=tokenizer,
-        max_new_tokens=120,
+        max_new_tokens=150,
         temperature=1.0,
         seed=7,
         chat=False,
