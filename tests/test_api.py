@@ -100,3 +100,12 @@ def test_core_imports_without_torch() -> None:
         "assert 'torch' not in sys.modules and 'transformers' not in sys.modules, 'heavy import'\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_scan_api() -> None:
+    import dojang.scan
+
+    expected = ["DEFAULT_FPR", "DEFAULT_OUT", "Item", "ScanRow", "ScanSummary", "Scorer", "scan"]
+    assert sorted(dojang.scan.__all__) == sorted(expected)
+    for name in dojang.scan.__all__:
+        assert getattr(dojang.scan, name) is not None

@@ -277,3 +277,18 @@ def test_process_pool_gives_the_same_rows_as_one_process(tmp_path, marked, human
     scan([str(src)], KEY, out=two, rows_per_shard=4, workers=2)
     assert _rows(one) == _rows(two)
     assert np.sum([r["verdict"] == "detected" for r in _rows(two)]) == len(marked)
+
+
+def test_a_parts_folder_stopped_before_its_plan_is_reused(tmp_path, human) -> None:
+    src = write_jsonl(tmp_path / "in.jsonl", [{"text": t} for t in human[:2]])
+    (tmp_path / "o.parquet.parts").mkdir()  # killed between creating the folder and writing plan.json
+    assert scan([str(src)], KEY, out=tmp_path / "o.parquet", workers=1).not_detected == 2
+
+
+def test_a_file_named_on_its_own_is_text_whatever_its_suffix(tmp_path, marked) -> None:
+    (tmp_path / "answer.log").write_text(marked[2], encoding="utf-8")
+    (tmp_path / "dir").mkdir()
+    (tmp_path / "dir" / "answer.log").write_text(marked[2], encoding="utf-8")
+    assert scan([str(tmp_path / "answer.log")], KEY, out=tmp_path / "o.parquet").detected == 1
+    with pytest.raises(InputError, match="nothing to scan"):  # inside a directory, unknown suffixes are skipped
+        scan([str(tmp_path / "dir")], KEY, out=tmp_path / "o2.parquet")

@@ -95,7 +95,8 @@ def plan(
         fs, root = _fs(url)
         if not fs.exists(root):
             raise InputError(f"{url}: no such file or directory")
-        if fs.isdir(root):
+        is_dir = fs.isdir(root)
+        if is_dir:
             paths = sorted(fs.find(root))
             if not paths:
                 raise InputError(f"{url}: the directory is empty")
@@ -117,7 +118,7 @@ def plan(
             elif suffix in IMAGE_SUFFIXES:
                 seen.append({"path": full, "size": size})
                 images.append(full)
-            elif suffix in TEXT_SUFFIXES or len(paths) == 1:
+            elif suffix in TEXT_SUFFIXES or not is_dir:  # a file named on its own is read as text
                 seen.append({"path": full, "size": size})
                 texts.append(full)
             else:

@@ -138,11 +138,14 @@ class Store:
                 old = json.loads(plan_file.read_text(encoding="utf-8")).get("fingerprint")
             except (OSError, ValueError):
                 old = None
-            if old != fingerprint:
+            stale = old is None and not any(self.parts.glob("*.done"))  # stopped before its plan was written
+            if old != fingerprint and not stale:
                 raise ConfigError(
                     f"{self.parts} holds the unfinished parts of a different scan (other inputs, keys or options); "
                     "rerun that scan to finish it, or remove the folder"
                 )
+            if stale:
+                _atomic_write(plan_file, json.dumps({"fingerprint": fingerprint, **plan}, indent=1).encode())
             done = {int(p.stem) for p in self.parts.glob("*.done")}
             if done:
                 log.info("resuming: %d shard(s) already done in %s", len(done), self.parts)
