@@ -89,3 +89,38 @@ def test_engine_choice_is_checked(runner, corpus, tmp_path) -> None:
     src, (k1, _) = corpus
     result = runner.invoke(main, ["scan", "--key", str(k1), "--engine", "spark", str(src)])
     assert result.exit_code == 2 and "spark" in result.output
+
+
+def test_a_killed_scan_resumes_to_the_same_output(tmp_path, corpus) -> None:
+    """SIGKILL (no chance to clean up) in the middle of a scan, then the same command again."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from dojang.scan import scan
+    from tests.scan_data import human_texts
+
+    _, (k1, _) = corpus
+    chunks = [t[i : i + 300] for t in human_texts()[:600] for i in range(0, 1500, 300)]
+    src = write_jsonl(tmp_path / "in.jsonl", [{"text": c} for c in chunks[:3000]])
+    out = tmp_path / "o.parquet"
+    dojang = os.path.join(os.path.dirname(sys.executable), "dojang")  # the installed console script
+    cmd = [dojang, "scan", "--key", str(k1), "--shard-size", "100", "--workers", "1"]
+    cmd += ["--out", str(out), "--json", str(src)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    parts = tmp_path / "o.parquet.parts"
+    deadline = time.monotonic() + 120
+    while len(list(parts.glob("*.done"))) < 3 and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    done = len(list(parts.glob("*.done")))
+    assert not out.exists() and 3 <= done < 30
+    rerun = subprocess.run(cmd, capture_output=True, text=True, check=True)
+    summary = json.loads(rerun.stdout)
+    assert summary["shards"] == 30 and summary["shards_resumed"] == done and summary["items"] == 3000
+    clean = tmp_path / "clean.parquet"
+    scan([str(src)], fixed_key(MARK_KEY), out=clean, rows_per_shard=100, workers=1)
+    assert pq.read_table(out).equals(pq.read_table(clean))

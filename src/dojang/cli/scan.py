@@ -18,6 +18,9 @@ from dojang.cli._common import friendly_errors
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as one JSON object.")
 @click.option("--ray-address", default=None, help="Join this Ray cluster (default: start a local Ray instance).")
 @click.option("--workers", default=None, type=click.IntRange(1), help="Local engine: processes (default: all cores).")
+@click.option(
+    "--shard-size", default=10_000, show_default=True, type=click.IntRange(1), help="Table rows per shard (the unit of resume)."
+)
 @click.option("--scheme", "schemes", multiple=True, help="Only try this text scheme or preset (repeatable; default: all).")
 @click.option("--spans", is_flag=True, help="Also search texts for marked passages (much slower).")
 @click.option("--no-image-search", is_flag=True, help="Skip the search for crops and rotations in images (faster).")
@@ -32,6 +35,7 @@ def scan(
     as_json: bool,
     ray_address: str | None,
     workers: int | None,
+    shard_size: int,
     schemes: tuple[str, ...],
     spans: bool,
     no_image_search: bool,
@@ -83,6 +87,7 @@ def scan(
             spans=spans,
             image_search=not no_image_search,
             workers=workers,
+            rows_per_shard=shard_size,
             ray_address=ray_address,
             progress=on_shard,
             on_plan=on_plan,

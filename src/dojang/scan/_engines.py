@@ -41,7 +41,10 @@ _WORKER_SCORER: Scorer | None = None
 
 
 def _init_worker(scorer: Scorer) -> None:
+    import signal
+
     global _WORKER_SCORER
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the driver's to handle: it stops the pool
     os.environ["TOKENIZERS_PARALLELISM"] = "false"
     _WORKER_SCORER = scorer
 
