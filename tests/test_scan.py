@@ -292,3 +292,9 @@ def test_a_file_named_on_its_own_is_text_whatever_its_suffix(tmp_path, marked) -
     assert scan([str(tmp_path / "answer.log")], KEY, out=tmp_path / "o.parquet").detected == 1
     with pytest.raises(InputError, match="nothing to scan"):  # inside a directory, unknown suffixes are skipped
         scan([str(tmp_path / "dir")], KEY, out=tmp_path / "o2.parquet")
+
+
+def test_jsonl_records_are_judged_one_by_one(tmp_path, marked, human) -> None:
+    src = write_jsonl(tmp_path / "in.jsonl", [{"title": "no body here"}, {"body": marked[0]}, {"body": human[0]}])
+    summary = scan([str(src)], KEY, out=tmp_path / "o.parquet", text_column="body")
+    assert (summary.errors, summary.detected, summary.not_detected) == (1, 1, 1)

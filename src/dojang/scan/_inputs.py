@@ -90,7 +90,7 @@ def plan(
         raise InputError("no input given")
     shards: list[Shard] = []
     seen: list[dict[str, Any]] = []
-    tables: list[tuple[str, str | None, str | None]] = []  # (source, column, problem)
+    tables: list[tuple[str, str | None]] = []  # (source, why it has no text column or None)
     for url in inputs:
         fs, root = _fs(url)
         if not fs.exists(root):
@@ -111,10 +111,10 @@ def plan(
             size = fs.size(path)
             if suffix in TABLE_FORMATS:
                 seen.append({"path": full, "size": size})
-                new = _plan_table(fs, path, full, TABLE_FORMATS[suffix], text_column, rows_per_shard, len(shards))
+                new, problem = _plan_table(fs, path, full, TABLE_FORMATS[suffix], text_column, rows_per_shard, len(shards))
                 shards.extend(new)
                 if new:
-                    tables.append((full, new[0].column, new[0].problem))
+                    tables.append((full, problem))
             elif suffix in IMAGE_SUFFIXES:
                 seen.append({"path": full, "size": size})
                 images.append(full)
@@ -129,8 +129,8 @@ def plan(
             for start in range(0, len(files), per):
                 chunk = tuple(files[start : start + per])
                 shards.append(Shard(index=len(shards), fmt="files", source=url, count=len(chunk), files=chunk))
-    if tables and all(column is None for _, column, _ in tables):
-        raise InputError(tables[0][2] or "no text column")
+    if tables and all(problem is not None for _, problem in tables):
+        raise InputError(tables[0][1] or "no text column")
     if not shards:
         raise InputError("the inputs hold nothing to scan (no text, table or image files)")
     return shards, seen
@@ -153,7 +153,18 @@ def _pick_column(
     )
 
 
-def _plan_table(fs: Any, path: str, source: str, fmt: str, wanted: str | None, per: int, first: int) -> list[Shard]:
+def _json_or_none(line: bytes) -> Any:
+    try:
+        return json.loads(line)
+    except ValueError:
+        return None
+
+
+def _plan_table(
+    fs: Any, path: str, source: str, fmt: str, wanted: str | None, per: int, first: int
+) -> tuple[list[Shard], str | None]:
+    """The file's shards, and why it has no text column (None when it has one). JSONL records
+    are judged one by one when read; the first record stands for the file here."""
     shards: list[Shard] = []
 
     def add(count: int, column: str | None, problem: str | None, *, row: int = 0, offset: int = 0, group: int = 0) -> None:
@@ -161,34 +172,38 @@ def _plan_table(fs: Any, path: str, source: str, fmt: str, wanted: str | None, p
         shards.append(Shard(index, fmt, source, count, row, offset, group, column=column, problem=problem))
 
     if fmt == "jsonl":
-        # One pass over the bytes: the offset of every shard's first line, and the first record's keys.
-        column, problem, keys_checked = None, None, False
+        # One pass over the bytes: the offset of every shard's first line; the text field is
+        # guessed from the first record, and the file has it if any record has it (records are
+        # judged one by one when read).
+        column: str | None = None
+        problem: str | None = None
+        needle = b""
         offset, line_no, start_offset, start_row, count = 0, 0, 0, 0, 0
         with fs.open(path, "rb") as handle:
             for line in handle:
                 if line.strip():
                     if count == 0:
                         start_offset, start_row = offset, line_no
-                    if not keys_checked:
-                        keys_checked = True
-                        try:
-                            record = json.loads(line)
-                        except ValueError:
-                            record = None
-                        if isinstance(record, dict):
-                            strings = [k for k, v in record.items() if isinstance(v, str)]
-                            column, problem = _pick_column(list(record), strings, wanted, source)
-                        else:
-                            column = wanted or DEFAULT_TEXT_COLUMN  # the first record is bad: that row reports it
+                    if column is None:
+                        record = _json_or_none(line)
+                        keys = list(record) if isinstance(record, dict) else []
+                        strings = [k for k in keys if isinstance(record[k], str)] if isinstance(record, dict) else []
+                        guess, problem = _pick_column(keys, strings, wanted, source)
+                        column = wanted or guess or DEFAULT_TEXT_COLUMN
+                        needle = json.dumps(column).encode()
+                    elif problem is not None and needle in line:
+                        record = _json_or_none(line)
+                        if isinstance(record, dict) and column in record:
+                            problem = None
                     count += 1
                     if count == per:
-                        add(count, column, problem, offset=start_offset, row=start_row)
+                        add(count, column, None, offset=start_offset, row=start_row)
                         count = 0
                 offset += len(line)
                 line_no += 1
         if count:
-            add(count, column, problem, offset=start_offset, row=start_row)
-        return shards
+            add(count, column, None, offset=start_offset, row=start_row)
+        return shards, problem
     pa = require("pyarrow")
     if fmt == "parquet":
         pq = require("pyarrow.parquet")
@@ -206,13 +221,13 @@ def _plan_table(fs: Any, path: str, source: str, fmt: str, wanted: str | None, p
             for start in range(0, n, per):
                 add(min(per, n - start), column, problem, group=group, row=start, offset=row + start)
             row += n
-        return shards
+        return shards, problem
     # csv: parse once to count rows (streaming); a shard re-reads up to its rows
     columns, total = _csv_scan(fs, path, source)
     column, problem = _pick_column(columns, columns, wanted, source)
     for start in range(0, total, per):
         add(min(per, total - start), column, problem, row=start)
-    return shards
+    return shards, problem
 
 
 def _csv_scan(fs: Any, path: str, source: str) -> tuple[list[str], int]:
