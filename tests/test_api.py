@@ -100,3 +100,54 @@ def test_core_imports_without_torch() -> None:
         "assert 'torch' not in sys.modules and 'transformers' not in sys.modules, 'heavy import'\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_provenance_api() -> None:
+    import dojang.provenance
+
+    assert sorted(dojang.provenance.__all__) == sorted(
+        [
+            "IMAGE_MATCH_BITS",
+            "SOFT_BINDING_ALG",
+            "STATES",
+            "ChainProblem",
+            "DevChain",
+            "ManifestRecord",
+            "ManifestSigner",
+            "ManifestStore",
+            "ManifestView",
+            "SQLiteStore",
+            "Stamped",
+            "TextRecord",
+            "Verification",
+            "ai_image_manifest",
+            "check_chain",
+            "default_store_path",
+            "hamming",
+            "image_fingerprint",
+            "init_dev_chain",
+            "load_chain",
+            "open_store",
+            "read_manifest",
+            "record_text",
+            "sign_asset",
+            "stamp",
+            "stamp_bytes",
+            "text_fingerprint",
+            "text_sha256",
+            "text_similarity",
+            "verify",
+            "verify_bytes",
+        ]
+    )
+    for name in dojang.provenance.__all__:
+        assert getattr(dojang.provenance, name) is not None
+
+
+def test_provenance_imports_without_c2pa_or_torch() -> None:
+    code = (
+        "import sys, dojang.provenance\n"
+        "assert 'c2pa' not in sys.modules, 'c2pa-python is imported only when signing or reading'\n"
+        "assert 'torch' not in sys.modules, 'heavy import'\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)

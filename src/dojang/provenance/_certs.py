@@ -327,6 +327,9 @@ def check_chain(
                 f"number {leaf_like[0] + 1}, but it must come first, followed by the CA that issued it",
             )
         )
+        # Judge the rest as if the order were fixed, so the other messages are about real defects.
+        chain = [chain[leaf_like[0]]] + [c for j, c in enumerate(chain) if j != leaf_like[0]]
+        leaf = chain[0]
     else:
         for i in range(len(chain) - 1):
             if not _issued_by(chain[i], chain[i + 1]):
@@ -380,7 +383,7 @@ def check_chain(
                     "any_eku", f"the signing certificate {_describe(leaf)} carries anyExtendedKeyUsage, which C2PA forbids"
                 )
             )
-        if not oids & set(SIGNING_EKUS):
+        elif not oids & set(SIGNING_EKUS):
             have = ", ".join(getattr(o, "_name", o.dotted_string) for o in oids)
             problems.append(
                 ChainProblem(
