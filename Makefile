@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test lint bench bench-image
+.PHONY: install demo test lint bench bench-image bench-provenance
 
 install: $(STAMP)
 
@@ -32,3 +32,6 @@ bench: install
 bench-image: install
 	$(BIN)/pip install -q -e '.[bench]'   # scikit-image + invisible-watermark (dwtDct, dwtDctSvd, rivaGan) for the anchors
 	$(BIN)/python benchmarks/image_bench.py
+
+bench-provenance: install
+	$(BIN)/python benchmarks/provenance_bench.py
