@@ -21,10 +21,10 @@ from pathlib import Path
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).parent))
-from image_bench import bench_key, load_images  # noqa: E402
+from image_bench import bench_key, load_images
 
-from dojang.image import attacks, embed  # noqa: E402
-from dojang.provenance import (  # noqa: E402
+from dojang.image import attacks, embed
+from dojang.provenance import (
     IMAGE_MATCH_BITS,
     ManifestSigner,
     SQLiteStore,
@@ -93,8 +93,13 @@ def main() -> None:
                 else:
                     marked.save(base, fmt, quality=95, **({"subsampling": 0} if fmt == "JPEG" else {}))
                 t0 = time.perf_counter()
-                manifest = ai_image_manifest(title=name, generator="bench-gen", payload=bytes.fromhex(info.content_id),
-                                             when="2026-01-01T00:00:00Z", key_id=key.key_id)
+                manifest = ai_image_manifest(
+                    title=name,
+                    generator="bench-gen",
+                    payload=bytes.fromhex(info.content_id),
+                    when="2026-01-01T00:00:00Z",
+                    key_id=key.key_id,
+                )
                 resigned, _ = sign_asset(base.getvalue(), mime, manifest, signer)
                 times[f"sign only {fmt}"].append(time.perf_counter() - t0)
                 with_thumb, _ = sign_asset(base.getvalue(), mime, manifest, signer, thumbnail=True)
@@ -109,7 +114,7 @@ def main() -> None:
         # Durable credentials after everyday edits.
         recovered: dict[str, list[bool]] = defaultdict(list)
         misses: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
-        for name, (signed, cid) in stamped.items():
+        for signed, cid in stamped.values():
             im = Image.open(io.BytesIO(signed)).convert("RGB")
             for edit_name, edit in EDITS.items():
                 data = _encode(edit(im), "JPEG")
@@ -119,8 +124,11 @@ def main() -> None:
                 ok = v.state == "recovered" and v.recovered_from is not None and v.recovered_from["content_id"] == cid
                 recovered[edit_name].append(ok)
                 if not ok:
-                    why = "mark not read" if v.watermark is None or v.watermark.payload is None else (
-                        "fingerprint too far" if "different picture" in v.reason else v.reason)
+                    why = (
+                        "mark not read"
+                        if v.watermark is None or v.watermark.payload is None
+                        else ("fingerprint too far" if "different picture" in v.reason else v.reason)
+                    )
                     misses[edit_name][why] += 1
         # Copy attack: the very same mark on each other picture.
         false_recoveries = tries = 0
@@ -146,9 +154,11 @@ def main() -> None:
     for edit_name, ok in recovered.items():
         why = ", ".join(f"{k}: {n}" for k, n in misses[edit_name].items())
         print(f"| {edit_name} | {sum(ok)}/{len(ok)} | {why} |")
-    print(f"\ncopy attack (same key + content id on another picture): {false_recoveries}/{tries} false recoveries; "
-          f"fingerprint distance between those pictures: min {min(cross)}, median {statistics.median(cross)} "
-          f"(threshold {IMAGE_MATCH_BITS})")
+    print(
+        f"\ncopy attack (same key + content id on another picture): {false_recoveries}/{tries} false recoveries; "
+        f"fingerprint distance between those pictures: min {min(cross)}, median {statistics.median(cross)} "
+        f"(threshold {IMAGE_MATCH_BITS})"
+    )
 
 
 if __name__ == "__main__":
