@@ -20,6 +20,7 @@ demo: install
 	$(BIN)/dojang demo
 
 test: install
+	@bash scripts/ensure_services.sh   # PostgreSQL and Chromium for the service tests, where this machine has them
 	$(BIN)/python -m pytest -q
 
 lint: install

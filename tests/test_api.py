@@ -63,7 +63,7 @@ def test_text_api() -> None:
 
 
 def test_submodule_apis() -> None:
-    assert sorted(dojang.keys.__all__) == ["Key", "KeyRing", "generate_key", "load_key", "save_key"]
+    assert sorted(dojang.keys.__all__) == ["Key", "KeyRing", "generate_key", "load_key", "parse_key", "save_key"]
     assert sorted(dojang.stats.__all__) == sorted(
         ["Detection", "Span", "Verdict", "bonferroni_log", "decide", "log_binom_sf", "log_gamma_sf", "to_p_value"]
     )

@@ -8,6 +8,7 @@ from dojang import __version__
 from dojang.cli._common import friendly_errors, quiet_third_party, setup_logging
 from dojang.cli.image import image
 from dojang.cli.provenance import certs, stamp, verify
+from dojang.cli.serve import serve
 from dojang.cli.text import text
 
 
@@ -74,3 +75,4 @@ main.add_command(image)
 main.add_command(certs)
 main.add_command(stamp)
 main.add_command(verify)
+main.add_command(serve)
