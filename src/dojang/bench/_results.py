@@ -36,8 +36,13 @@ class NullResult:
     by_source: dict[str, Uniformity] = field(default_factory=dict)
 
     @classmethod
-    def build(cls, log10_p: list[float], sources: list[str], fprs: tuple[float, ...]) -> NullResult:
-        p = 10.0 ** np.asarray(log10_p)
+    def build(
+        cls, log10_p: list[float], sources: list[str], fprs: tuple[float, ...], *, test_log10_p: list[float] | None = None
+    ) -> NullResult:
+        """``test_log10_p``: the p-values the uniformity check runs on when they differ from the
+        ones that set the ROC (text: the whole-document test, without the span scan, whose
+        corrected minimum is conservative by design)."""
+        p = 10.0 ** np.asarray(log10_p if test_log10_p is None else test_log10_p)
         names = sorted(set(sources))
         from dojang.bench._metrics import uniformity
 
@@ -49,7 +54,7 @@ class NullResult:
         return cls(
             log10_p=tuple(log10_p),
             sources={s: sources.count(s) for s in names},
-            fpr_nominal={a: tpr_nominal(p, a) for a in fprs},
+            fpr_nominal={a: tpr_nominal(10.0 ** np.asarray(log10_p), a) for a in fprs},
             uniformity=uniformity(p),
             by_source=by_source,
         )

@@ -6,6 +6,7 @@ import click
 
 from dojang import __version__
 from dojang.cli._common import friendly_errors, quiet_third_party, setup_logging
+from dojang.cli.bench import bench
 from dojang.cli.image import image
 from dojang.cli.text import text
 
@@ -70,3 +71,4 @@ def demo(prompt: str, scheme: str, max_new_tokens: int, temperature: float, seed
 
 main.add_command(text)
 main.add_command(image)
+main.add_command(bench)

@@ -177,8 +177,10 @@ def insert_words(fraction: float, *, seed: int = 0) -> TextAttack:
         rng = _rng(seed, text)
         for _ in range(round(fraction * len(pool))):
             at = int(rng.integers(0, len(words) + 1))
+            if at and not seps[at - 1]:  # inserting after the last word: it needs a space before
+                seps[at - 1] = " "
             words.insert(at, pool[int(rng.integers(0, len(pool)))])
-            seps.insert(at, " ")
+            seps.insert(at, " " if at < len(words) - 1 else "")
         return _join(words, seps).strip()
 
     return _per_text(f"insert {fraction:g}", edit)
