@@ -115,7 +115,7 @@ def test_bench_api() -> None:
     )  # fmt: skip
     assert sorted(dojang.text.attacks.__all__) == sorted(
         [
-            "EMOJI_INSTRUCTION", "TextAttack", "case", "chain", "copy_paste", "delete_words", "emoji_prompt",
+            "EMOJI_INSTRUCTION", "TextAttack", "case", "chain", "copy_paste", "delete_words", "emoji_count", "emoji_prompt",
             "fullwidth", "homoglyphs", "identity", "insert_words", "nfd", "paraphrase", "remove_emoji",
             "substitute_tokens", "swap_words", "whitespace", "zero_width",
         ]

@@ -7,8 +7,8 @@ import unicodedata
 import pytest
 
 from dojang.errors import ConfigError
-from dojang.text import normalize
 from dojang.text import attacks as T
+from dojang.text import normalize
 
 TEXT = (
     "The old lighthouse keeper climbed the stairs every evening to light the lamp. Ships passed in the night, "
@@ -100,6 +100,7 @@ def test_unicode_tricks_and_what_normalisation_undoes() -> None:
 def test_emoji_removal_and_prompt() -> None:
     assert T.remove_emoji()("Hello 👋 world 🌍! Thumbs 👍🏽 up ❤️ .") == "Hello world! Thumbs up."
     assert T.remove_emoji()(TEXT) == TEXT
+    assert T.emoji_count("Hello 👋 world 🌍! Thumbs 👍🏽 up") == 3 and T.emoji_count(TEXT) == 0
     assert T.emoji_prompt("Why is the sky blue?").endswith(T.EMOJI_INSTRUCTION)
 
 

@@ -11,6 +11,7 @@ import io
 import logging
 import math
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -95,7 +96,7 @@ def load_test_image(name: str, *, max_side: int = 512) -> Image.Image:
     return img
 
 
-_FACTORIES = {
+_FACTORIES: dict[str, Callable[..., A.Attack]] = {
     "none": A.identity, "jpeg": A.jpeg, "webp": A.webp, "resize": lambda f: A.rescale(f, back=True),
     "resize_width": A.resize_width, "crop": A.crop, "rotate": A.rotate, "blur": A.blur, "noise": A.noise,
     "brightness": A.brightness, "contrast": A.contrast, "saturation": A.saturation, "gamma": A.gamma,

@@ -46,7 +46,9 @@ def plots(result: BenchResult) -> dict[str, bytes]:
     n_null = len(result.null.log10_p)
     fig, ax = plt.subplots(figsize=(7.5, 5))
     for a in result.attacks:
-        ax.step(a.roc_fpr, a.roc_tpr, where="post", label=f"{a.name} (AUC {a.auc:.3f})", linestyle="--" if a.expected_failure else "-")
+        ax.step(
+            a.roc_fpr, a.roc_tpr, where="post", label=f"{a.name} (AUC {a.auc:.3f})", linestyle="--" if a.expected_failure else "-"
+        )
     ax.plot([0, 1], [0, 1], color="grey", linewidth=0.8)
     ax.set_xscale("symlog", linthresh=max(1.0 / max(n_null, 1), 1e-4))
     ax.set(xlabel=f"false-positive rate (empirical, {n_null} unmarked items)", ylabel="true-positive rate", ylim=(0, 1.02),
@@ -119,7 +121,8 @@ def _html(result: BenchResult, figures: dict[str, bytes]) -> str:
     fprs = list(next(iter(r.attacks)).tpr_nominal) if r.attacks else []
     size_label = "mean tokens scored" if r.modality == "text" else "mean pixels"
     parts = [
-        f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>dojang bench {r.modality}</title><style>{_CSS}</style></head><body>",
+        "<!DOCTYPE html><html><head><meta charset='utf-8'>",
+        f"<title>dojang bench {r.modality}</title><style>{_CSS}</style></head><body>",
         f"<h1>dojang bench: {r.modality}</h1>",
         f"<p>scheme <b>{html.escape(r.scheme)}</b>, key id <code>{html.escape(r.key_id)}</code>, "
         f"{len(r.null.log10_p)} unmarked items, {len(r.attacks)} attacks, {r.seconds:.0f} s. "
@@ -154,8 +157,10 @@ def _html(result: BenchResult, figures: dict[str, bytes]) -> str:
         + ". Nominal FPR: "
         + ", ".join(f"{a:g}: {v:.4f}" for a, v in null.fpr_nominal.items())
         + "</p>",
-        _table(["source", "n", "KS p", "verdict"],
-               [[k, u.n, u.p_value, u.describe().split(" (")[0]] for k, u in null.by_source.items()]),  # fmt: skip
+        _table(
+            ["source", "n", "KS p", "verdict"],
+            [[k, u.n, u.p_value, u.describe().split(" (")[0]] for k, u in null.by_source.items()],
+        ),
         _img(figures["null_histogram"], "null p-value histogram"),
         "<h2>Quality</h2>",
     ]

@@ -156,7 +156,7 @@ class TextSuite:
         _check_fprs(self.fprs)
         _check_sweeps(self.sweeps, TEXT_SWEEPABLE)
         if not self.attacks:
-            raise ConfigError("attacks: give at least one attack (\"none\" measures the unattacked text)")
+            raise ConfigError('attacks: give at least one attack ("none" measures the unattacked text)')
         parsed = tuple(parse_pipeline(a, TEXT_ATTACKS, where=f"attacks[{i}]") for i, a in enumerate(self.attacks))
         object.__setattr__(self, "pipelines", parsed)
         from dojang.text import resolve
@@ -209,7 +209,7 @@ class ImageSuite:
         _check_fprs(self.fprs)
         _check_sweeps(self.sweeps, IMAGE_SWEEPABLE)
         if not self.attacks:
-            raise ConfigError("attacks: give at least one attack (\"none\" measures the unattacked image)")
+            raise ConfigError('attacks: give at least one attack ("none" measures the unattacked image)')
         parsed = tuple(parse_pipeline(a, IMAGE_ATTACKS, where=f"attacks[{i}]") for i, a in enumerate(self.attacks))
         object.__setattr__(self, "pipelines", parsed)
 
@@ -304,7 +304,9 @@ def _read(path: Path) -> dict[str, Any]:
         try:
             import yaml
         except ImportError:
-            raise ConfigError(f"{path}: reading YAML suites needs PyYAML (pip install pyyaml); or write the suite in TOML") from None
+            raise ConfigError(
+                f"{path}: reading YAML suites needs PyYAML (pip install pyyaml); or write the suite in TOML"
+            ) from None
         try:
             data = yaml.safe_load(raw.decode("utf-8"))
         except (yaml.YAMLError, UnicodeDecodeError) as err:

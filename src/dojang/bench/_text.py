@@ -148,13 +148,11 @@ def run_text(
             gens = generate_batch([T.emoji_prompt(p) for p in prompts], key=key, scheme=config, **settings)
             raw = [g.text for g in gens]
             attacked = T.remove_emoji().many(raw)
-            share = [1 - len(a.split()) / max(len(r.split()), 1) for a, r in zip(attacked, raw, strict=True)]
             scored = [_log10p(detector, t) for t in attacked]
-            emoji_chars = sum(len(r) - len(T._EMOJI.sub("", r)) for r in raw)
-            note = f"{EMOJI_NOTE}; the model put {emoji_chars / max(sum(len(r.split()) for r in raw), 1):.2f} emoji characters per word"
+            per_word = sum(T.emoji_count(r) for r in raw) / max(sum(len(r.split()) for r in raw), 1)
+            note = f"{EMOJI_NOTE}; the model put {per_word:.2f} emoji per word"
             before = [_log10p(detector, r)[0] for r in raw]
             note += f"; TPR before removal {np.mean(np.asarray(before) <= math.log10(alpha)):.2f}"
-            log.debug("emoji words share %s", share)
             results.append(AttackResult.build("emoji (generate with emoji, then remove)", [s[0] for s in scored], null,
                                               suite.fprs, float(np.mean([s[1] for s in scored])), expected_failure=True,
                                               note=note))  # fmt: skip

@@ -79,7 +79,7 @@ def text_cmd(
 
     suite = load_suite(suite_path, "text")
     assert isinstance(suite, TextSuite)
-    changes = {k: v for k, v in (("scheme", scheme), ("model", model_path), ("oracle", oracle_path)) if v is not None}
+    changes: dict[str, Any] = {k: v for k, v in (("scheme", scheme), ("model", model_path), ("oracle", oracle_path)) if v is not None}
     suite = replace(suite, **changes) if changes else suite
     suite = suite.quick() if quick else suite
     key = _key(key_path)

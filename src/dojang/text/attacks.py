@@ -33,6 +33,7 @@ __all__ = [
     "chain",
     "copy_paste",
     "delete_words",
+    "emoji_count",
     "emoji_prompt",
     "fullwidth",
     "homoglyphs",
@@ -243,9 +244,7 @@ def whitespace(fraction: float = 0.5, *, seed: int = 0) -> TextAttack:
 
     def edit(text: str) -> str:
         rng = _rng(seed, text)
-        return "".join(
-            choices[int(rng.integers(0, 3))] if ch == " " and rng.random() < fraction else ch for ch in text
-        )
+        return "".join(choices[int(rng.integers(0, 3))] if ch == " " and rng.random() < fraction else ch for ch in text)
 
     return _per_text(f"whitespace {fraction:g}", edit)
 
@@ -321,6 +320,11 @@ def emoji_prompt(prompt: str) -> str:
     """The emoji attack's prompt: the user asks for an emoji after every word (the answer is then
     generated with the watermark, and :func:`remove_emoji` cleans it)."""
     return f"{prompt.rstrip()} {EMOJI_INSTRUCTION}"
+
+
+def emoji_count(text: str) -> int:
+    """How many emoji ``text`` holds (a modified or joined emoji counts once per run of symbols)."""
+    return len(_EMOJI.findall(text))
 
 
 def remove_emoji() -> TextAttack:

@@ -42,6 +42,4 @@ def load_human_corpus(*, langs: Iterable[str] | None = None, genres: Iterable[st
     """The shipped human texts, optionally only some languages and genres (in file order)."""
     lang_set = set(langs) if langs is not None else None
     genre_set = set(genres) if genres is not None else None
-    return [
-        t for t in _all() if (lang_set is None or t.lang in lang_set) and (genre_set is None or t.genre in genre_set)
-    ]
+    return [t for t in _all() if (lang_set is None or t.lang in lang_set) and (genre_set is None or t.genre in genre_set)]

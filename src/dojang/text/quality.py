@@ -40,5 +40,3 @@ def perplexity(model: Any, tokenizer: Any, prompts: Sequence[str], answers: Sequ
         count += len(ids)
         del logits
     return math.exp(nll / count) if count else float("nan")
-
-
