@@ -78,8 +78,10 @@ def text_cmd(
     from dojang.bench import TextSuite, load_suite, run_text
 
     suite = load_suite(suite_path, "text")
-    assert isinstance(suite, TextSuite)
-    changes: dict[str, Any] = {k: v for k, v in (("scheme", scheme), ("model", model_path), ("oracle", oracle_path)) if v is not None}
+    if not isinstance(suite, TextSuite):  # pragma: no cover - load_suite returns the modality asked for
+        raise TypeError("expected a text suite")
+    given = (("scheme", scheme), ("model", model_path), ("oracle", oracle_path))
+    changes: dict[str, Any] = {k: v for k, v in given if v is not None}
     suite = replace(suite, **changes) if changes else suite
     suite = suite.quick() if quick else suite
     key = _key(key_path)
@@ -99,7 +101,8 @@ def image_cmd(suite_path: str | None, quick: bool, key_path: str | None, out: st
     from dojang.bench import ImageSuite, load_suite, run_image
 
     suite = load_suite(suite_path, "image")
-    assert isinstance(suite, ImageSuite)
+    if not isinstance(suite, ImageSuite):  # pragma: no cover - load_suite returns the modality asked for
+        raise TypeError("expected an image suite")
     suite = suite.quick() if quick else suite
     key = _key(key_path)
     with _progress("bench image") as progress:
