@@ -12,7 +12,6 @@ speed, robustness to token substitution, and the span scan on pasted answers.
 from __future__ import annotations
 
 import argparse
-import gzip
 import itertools
 import json
 import math
@@ -21,7 +20,6 @@ import statistics
 import sys
 import time
 from dataclasses import dataclass, field
-from importlib import resources
 from pathlib import Path
 
 import numpy as np
@@ -109,9 +107,11 @@ class Run:
 
 
 def load_corpus() -> list[dict]:
-    path = resources.files("dojang") / "data" / "human_corpus.jsonl.gz"
-    with gzip.open(str(path), "rt", encoding="utf-8") as fh:
-        return [json.loads(line) for line in fh]
+    from dataclasses import asdict
+
+    from dojang.text.corpus import load_human_corpus
+
+    return [asdict(t) for t in load_human_corpus()]
 
 
 # ---------------------------------------------------------------------------------------------
