@@ -23,7 +23,7 @@ ATTACK_KEYS = {"name", "count", "tpr_nominal", "tpr_empirical", "fpr_achieved", 
 
 def _check_report(out: Path, secret: bytes) -> dict:
     report = (out / "report.html").read_text(encoding="utf-8")
-    assert report.count("data:image/png;base64,") >= 4  # ROC, length, sweeps, null histogram
+    assert report.count("data:image/png;base64,") >= 3  # ROC, length, null histogram (+ sweeps when run)
     assert not re.search(r"(src|href)\s*=\s*[\"']?(https?:|//)", report), "external resource in the report"
     assert "<script" not in report and "<link" not in report
     data = json.loads((out / "results.json").read_text())
