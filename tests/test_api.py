@@ -151,3 +151,23 @@ def test_provenance_imports_without_c2pa_or_torch() -> None:
         "assert 'torch' not in sys.modules, 'heavy import'\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_bench_api() -> None:
+    import dojang.bench
+    import dojang.text.attacks
+
+    assert sorted(dojang.bench.__all__) == sorted(
+        [
+            "SCHEMA_VERSION", "AttackResult", "BenchResult", "Curve", "ImageSuite", "NullResult", "TextSuite",
+            "Uniformity", "auc", "load_suite", "roc", "run_image", "run_text", "tpr_at_fpr", "tpr_nominal",
+            "uniformity", "write_report",
+        ]
+    )  # fmt: skip
+    assert sorted(dojang.text.attacks.__all__) == sorted(
+        [
+            "EMOJI_INSTRUCTION", "TextAttack", "case", "chain", "copy_paste", "delete_words", "emoji_count", "emoji_prompt",
+            "fullwidth", "homoglyphs", "identity", "insert_words", "nfd", "paraphrase", "remove_emoji",
+            "substitute_tokens", "swap_words", "whitespace", "zero_width",
+        ]
+    )  # fmt: skip

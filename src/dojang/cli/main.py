@@ -6,6 +6,7 @@ import click
 
 from dojang import __version__
 from dojang.cli._common import friendly_errors, quiet_third_party, setup_logging
+from dojang.cli.bench import bench
 from dojang.cli.image import image
 from dojang.cli.provenance import certs, stamp, verify
 from dojang.cli.serve import serve
@@ -76,3 +77,4 @@ main.add_command(certs)
 main.add_command(stamp)
 main.add_command(verify)
 main.add_command(serve)
+main.add_command(bench)
