@@ -8,8 +8,12 @@ if command -v pg_isready >/dev/null && ! pg_isready -q -h 127.0.0.1 -p 5432; the
     pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | head -1)" main start >/dev/null 2>&1 || true
   fi
 fi
-if ! command -v chromium >/dev/null && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium) >/dev/null 2>&1 \
-    || echo "ensure_services: could not install chromium; the browser test will be skipped" >&2
+need=""
+command -v chromium >/dev/null || need="chromium"
+fc-list 2>/dev/null | grep -qi nanum || need="$need fonts-nanum"   # Hangul glyphs for the Korean page's screenshots
+if [ -n "$need" ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+  # shellcheck disable=SC2086
+  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $need) >/dev/null 2>&1 \
+    || echo "ensure_services: could not install$need; the browser test may be skipped" >&2
 fi
 exit 0

@@ -303,3 +303,18 @@ def test_embed_then_detect_through_the_service(env) -> None:  # type: ignore[no-
     marked = embed(Image.fromarray(skdata.coffee()), env.other_key, "0011223344556677")
     res = env.client.post("/v1/image/detect", files={"file": ("m.png", png_bytes(marked), "image/png")}, headers=env.other).json()
     assert res["verdict"] == "detected" and res["provider"] == "other-ai" and res["payload"] == "0011223344556677"
+
+
+@pytest.mark.slow
+def test_generate_with_the_real_model_then_verify_the_text(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    e = build_env(f"sqlite:///{tmp_path / 's.sqlite3'}", tmp_path)
+    c = e.client
+    assert c.post("/v1/text/generate", json={"prompt": "hi"}, headers=e.checker).status_code == 403
+    r = c.post("/v1/text/generate", json={"prompt": "Write a short paragraph about rivers.", "max_new_tokens": 80,
+                                          "temperature": 1.0, "seed": 3}, headers=e.acme)
+    assert r.status_code == 200, r.text
+    gen = r.json()
+    assert gen["key_id"] == e.acme_key.key_id and gen["entry_id"].startswith("txt-")
+    v = c.post("/v1/verify", files={"file": ("answer.txt", gen["text"].encode(), "text/plain")}).json()
+    assert v["state"] == "recovered" and v["kind"] == "text" and v["recovered_from"]["entry_id"] == gen["entry_id"]
+    assert v["watermark"] == {"verdict": "detected", "provider": "acme-ai", "detail": "verdict"}
