@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test lint bench bench-image
+.PHONY: install demo test lint bench bench-image bench-provenance
 
 install: $(STAMP)
 
@@ -20,6 +20,7 @@ demo: install
 	$(BIN)/dojang demo
 
 test: install
+	@bash scripts/ensure_services.sh   # PostgreSQL and Chromium for the service tests, where this machine has them
 	$(BIN)/python -m pytest -q
 
 lint: install
@@ -32,3 +33,6 @@ bench: install
 bench-image: install
 	$(BIN)/pip install -q -e '.[bench]'   # scikit-image + invisible-watermark (dwtDct, dwtDctSvd, rivaGan) for the anchors
 	$(BIN)/python benchmarks/image_bench.py
+
+bench-provenance: install
+	$(BIN)/python benchmarks/provenance_bench.py

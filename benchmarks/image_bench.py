@@ -29,8 +29,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageDraw, ImageFilter, ImageFont
+from PIL import Image
 
+from dojang.bench._image import synthetic_images  # shared with `dojang bench image`
 from dojang.image import _codec, _io, attacks
 from dojang.image._api import ImageDetector, embed_pixels
 from dojang.image._pattern import LAYOUTS, coded_bits, keyed_tile
@@ -53,42 +54,6 @@ def bench_key(i: int) -> Key:
 
 
 # -- images -------------------------------------------------------------------------------------------
-def synthetic_images(width: int = 768, height: int = 512) -> dict[str, Image.Image]:
-    """Flat graphics, a smooth gradient, text on white, a texture and a smooth 'AI render'."""
-    rng = np.random.default_rng(7)
-    yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
-    flat = Image.new("RGB", (width, height), (236, 240, 244))
-    d = ImageDraw.Draw(flat)
-    d.rectangle((60, 60, 360, 300), fill=(33, 150, 243))
-    d.ellipse((420, 120, 700, 400), fill=(255, 193, 7))
-    d.polygon([(100, 460), (300, 330), (500, 470)], fill=(76, 175, 80))
-    grad = np.stack([40 + 180 * xx / width, 90 + 120 * yy / height, 200 - 100 * xx / width], -1)
-    gradient = Image.fromarray(np.clip(grad, 0, 255).astype(np.uint8))
-    text = Image.new("RGB", (width, height), "white")
-    d = ImageDraw.Draw(text)
-    try:
-        font = ImageFont.load_default(size=28)
-    except TypeError:  # Pillow < 10.1
-        font = ImageFont.load_default()
-    lines = ["dojang: make AI content identifiable", "Seoul AI Business Pledge, 2024", "AI Basic Act, January 2026",
-             "EU AI Act, Article 50", "0123456789 ABCDEFGHIJ abcdefghij"]  # fmt: skip
-    for i, line in enumerate(lines):
-        d.text((40, 40 + 60 * i), line, fill=(20, 20, 20), font=font)
-    d.rectangle((40, 360, 720, 470), outline=(200, 30, 30), width=6)
-    noise = rng.normal(0, 1, (height // 4, width // 4))
-    tex = np.kron(noise, np.ones((4, 4)))
-    tex = Image.fromarray(np.clip(128 + 45 * tex, 0, 255).astype(np.uint8)).filter(ImageFilter.GaussianBlur(1.2)).convert("RGB")
-    # A smooth render: soft light blobs over a dark gradient, the look of many generated images.
-    canvas = np.stack([20 + 30 * yy / height, 25 + 20 * yy / height, 60 + 50 * yy / height], -1)
-    for _ in range(9):
-        cx, cy, r = rng.uniform(0, width), rng.uniform(0, height), rng.uniform(40, 160)
-        colour = rng.uniform(60, 255, 3)
-        blob = np.exp(-((xx - cx) ** 2 + (yy - cy) ** 2) / (2 * r * r))[..., None]
-        canvas = canvas * (1 - 0.7 * blob) + colour * 0.7 * blob
-    render = Image.fromarray(np.clip(canvas, 0, 255).astype(np.uint8))
-    return {"flat": flat, "gradient": gradient, "text": text, "texture": tex, "smooth-render": render}
-
-
 def load_images(quick: bool) -> dict[str, Image.Image]:
     import skimage.data as skdata
 

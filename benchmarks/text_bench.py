@@ -12,7 +12,6 @@ speed, robustness to token substitution, and the span scan on pasted answers.
 from __future__ import annotations
 
 import argparse
-import gzip
 import itertools
 import json
 import math
@@ -21,7 +20,6 @@ import statistics
 import sys
 import time
 from dataclasses import dataclass, field
-from importlib import resources
 from pathlib import Path
 
 import numpy as np
@@ -109,9 +107,11 @@ class Run:
 
 
 def load_corpus() -> list[dict]:
-    path = resources.files("dojang") / "data" / "human_corpus.jsonl.gz"
-    with gzip.open(str(path), "rt", encoding="utf-8") as fh:
-        return [json.loads(line) for line in fh]
+    from dataclasses import asdict
+
+    from dojang.text.corpus import load_human_corpus
+
+    return [asdict(t) for t in load_human_corpus()]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -145,14 +145,32 @@ def generate_run(label, scheme, key, model, tok, prompts, temperature, new_token
             enc = tok(rendered[i : i + 8], return_tensors="pt", padding=True, add_special_tokens=False)
             torch.manual_seed(1000 + i)
             with torch.inference_mode():
-                out = model.generate(**enc, do_sample=True, temperature=temperature, top_k=0, max_new_tokens=new_tokens,
-                                     min_new_tokens=new_tokens, watermarking_config=tf_cfg, pad_token_id=tok.pad_token_id)
-            for row in out[:, enc["input_ids"].shape[1]:]:
+                out = model.generate(
+                    **enc,
+                    do_sample=True,
+                    temperature=temperature,
+                    top_k=0,
+                    max_new_tokens=new_tokens,
+                    min_new_tokens=new_tokens,
+                    watermarking_config=tf_cfg,
+                    pad_token_id=tok.pad_token_id,
+                )
+            for row in out[:, enc["input_ids"].shape[1] :]:
                 run.token_ids.append(row.tolist())
                 run.texts.append(tok.decode(row, skip_special_tokens=True))
     else:
-        gens = generate_batch(prompts, key=key, scheme=scheme, model=model, tokenizer=tok, max_new_tokens=new_tokens,
-                              min_new_tokens=new_tokens, temperature=temperature, seed=1234, batch_size=8)
+        gens = generate_batch(
+            prompts,
+            key=key,
+            scheme=scheme,
+            model=model,
+            tokenizer=tok,
+            max_new_tokens=new_tokens,
+            min_new_tokens=new_tokens,
+            temperature=temperature,
+            seed=1234,
+            batch_size=8,
+        )
         run.token_ids = [list(g.token_ids) for g in gens]
         run.texts = [g.text for g in gens]
     run.seconds = time.perf_counter() - t0
@@ -259,11 +277,13 @@ def main() -> None:
     gen_null = [ids for r in runs if r.label == "unwatermarked" for ids in r.token_ids] + low.token_ids + rep.token_ids
     null_docs = human_ids + gen_null
     fpr_rows = []
-    groups = {"all": list(range(len(null_docs))),
-              "human en": [i for i, d in enumerate(corpus) if d["lang"] == "en"],
-              "human ko": [i for i, d in enumerate(corpus) if d["lang"] == "ko"],
-              "code + repetitive": [i for i, d in enumerate(corpus) if d["genre"] in ("code", "repetitive")],
-              "generated (T 0.3-1.0, repetitive)": list(range(len(human_ids), len(null_docs)))}
+    groups = {
+        "all": list(range(len(null_docs))),
+        "human en": [i for i, d in enumerate(corpus) if d["lang"] == "en"],
+        "human ko": [i for i, d in enumerate(corpus) if d["lang"] == "ko"],
+        "code + repetitive": [i for i, d in enumerate(corpus) if d["genre"] in ("code", "repetitive")],
+        "generated (T 0.3-1.0, repetitive)": list(range(len(human_ids), len(null_docs))),
+    }
     p_by_key = []
     t0 = time.perf_counter()
     for k in range(n_keys):
@@ -275,8 +295,9 @@ def main() -> None:
         if not idx:
             continue
         sub = p_all[:, idx]
-        fpr_rows.append([f"dojang, {name}", sub.size, float(np.mean(sub <= 1e-2)), float(np.mean(sub <= 1e-3)),
-                         float(np.mean(sub <= 1e-4))])
+        fpr_rows.append(
+            [f"dojang, {name}", sub.size, float(np.mean(sub <= 1e-2)), float(np.mean(sub <= 1e-3)), float(np.mean(sub <= 1e-4))]
+        )
     n_tf = min(len(null_docs), 300 if args.quick else 1500)
     tf_idx = np.random.default_rng(0).choice(len(null_docs), size=n_tf, replace=False)
     log(f"transformers detector on {n_tf} null texts")
@@ -284,11 +305,20 @@ def main() -> None:
     tf_p = tf_p_values(tf_det, [null_docs[i] for i in tf_idx])
     tf_seconds = time.perf_counter() - t0
     tf_tokens = sum(len(null_docs[i]) for i in tf_idx)
-    fpr_rows.append([f"{TF_LABEL}, random subset", n_tf, float(np.mean(tf_p <= 1e-2)), float(np.mean(tf_p <= 1e-3)),
-                     float(np.mean(tf_p <= 1e-4))])
+    fpr_rows.append(
+        [
+            f"{TF_LABEL}, random subset",
+            n_tf,
+            float(np.mean(tf_p <= 1e-2)),
+            float(np.mean(tf_p <= 1e-3)),
+            float(np.mean(tf_p <= 1e-4)),
+        ]
+    )
     results["fpr"] = fpr_rows
-    report.append("### Honest false positives (p <= alpha on unwatermarked text)\n\n" + md_table(
-        ["detector, texts", "tests", "FPR @1e-2", "FPR @1e-3", "FPR @1e-4"], fpr_rows))
+    report.append(
+        "### Honest false positives (p <= alpha on unwatermarked text)\n\n"
+        + md_table(["detector, texts", "tests", "FPR @1e-2", "FPR @1e-3", "FPR @1e-4"], fpr_rows)
+    )
     log("\n" + report[-1])
 
     # -- 2. power ------------------------------------------------------------------------------
@@ -304,10 +334,21 @@ def main() -> None:
         power_table.append(row)
         power_detail[f"{run.label} T={run.temperature}"] = detail
     results["power"] = power_detail
-    report.append(f"### Detection power ({len(prompts)} prompts x {new_tokens} new tokens)\n\n" + md_table(
-        ["scheme", "T", f"TPR@1e-2 ({new_tokens})", f"TPR@1e-3 ({new_tokens})", f"TPR@1e-4 ({new_tokens})",
-         "TPR@1e-3 (50)", "median tokens to p<=1e-3"],
-        power_table))
+    report.append(
+        f"### Detection power ({len(prompts)} prompts x {new_tokens} new tokens)\n\n"
+        + md_table(
+            [
+                "scheme",
+                "T",
+                f"TPR@1e-2 ({new_tokens})",
+                f"TPR@1e-3 ({new_tokens})",
+                f"TPR@1e-4 ({new_tokens})",
+                "TPR@1e-3 (50)",
+                "median tokens to p<=1e-3",
+            ],
+            power_table,
+        )
+    )
     length_rows = []
     for name, d in power_detail.items():
         length_rows.append([name] + [d[f"tpr@0.001/{n}"] for n in LENGTHS])
@@ -320,8 +361,10 @@ def main() -> None:
         ppl, d1, d2 = perplexity_and_distinct(model, tok, prompts, run)
         quality.append([run.label, run.temperature, ppl, d1, d2])
     results["quality"] = quality
-    report.append("### Quality (perplexity of the answers under the model; distinct-n over all answers)\n\n" + md_table(
-        ["scheme", "T", "perplexity", "distinct-1", "distinct-2"], quality))
+    report.append(
+        "### Quality (perplexity of the answers under the model; distinct-n over all answers)\n\n"
+        + md_table(["scheme", "T", "perplexity", "distinct-1", "distinct-2"], quality)
+    )
     log("\n" + report[-1])
 
     # -- 4. speed ------------------------------------------------------------------------------
@@ -331,8 +374,17 @@ def main() -> None:
     for rep_i in range(2 if args.quick else 3):
         for label, scheme in [("unwatermarked", None), *SCHEMES.items(), (TF_LABEL, None)]:
             log(f"speed {label} round {rep_i}")
-            run = generate_run(label, scheme, key if scheme else None, model, tok, speed_prompts, 0.7, speed_tokens,
-                               tf_cfg=tf_cfg if label == TF_LABEL else None)
+            run = generate_run(
+                label,
+                scheme,
+                key if scheme else None,
+                model,
+                tok,
+                speed_prompts,
+                0.7,
+                speed_tokens,
+                tf_cfg=tf_cfg if label == TF_LABEL else None,
+            )
             timings.setdefault(label, []).append(run.seconds)
     base = min(timings["unwatermarked"])
     speed_rows = [[label, len(speed_prompts), speed_tokens, min(ts), min(ts) / base] for label, ts in timings.items()]
@@ -359,10 +411,12 @@ def main() -> None:
         [TF_LABEL + " detector", tf_tokens, tf_rate, 1.0],
     ]
     results["detection_speed"] = det_rows
-    report.append("### Speed\n\nGeneration, batch of 8, fixed length, best of runs (watermarked / unwatermarked):\n\n"
-                  + md_table(["scheme", "batch", "new tokens", "seconds", "ratio"], speed_rows)
-                  + "\n\nDetection throughput on one core (token ids in, verdicts out):\n\n"
-                  + md_table(["detector", "tokens", "tokens/s", "x transformers"], det_rows))
+    report.append(
+        "### Speed\n\nGeneration, batch of 8, fixed length, best of runs (watermarked / unwatermarked):\n\n"
+        + md_table(["scheme", "batch", "new tokens", "seconds", "ratio"], speed_rows)
+        + "\n\nDetection throughput on one core (token ids in, verdicts out):\n\n"
+        + md_table(["detector", "tokens", "tokens/s", "x transformers"], det_rows)
+    )
     log("\n" + report[-1])
 
     # -- 5. robustness -------------------------------------------------------------------------
@@ -375,11 +429,15 @@ def main() -> None:
         row: list[object] = [run.label]
         for frac in (0.1, 0.2, 0.3):
             if run.label == TF_LABEL:
-                ps = [float(tf_p_values(tf_det, [substitute(ids, frac, rng, vocab)])[0])
-                      for ids in run.token_ids for _ in range(draws)]
+                ps = [
+                    float(tf_p_values(tf_det, [substitute(ids, frac, rng, vocab)])[0])
+                    for ids in run.token_ids
+                    for _ in range(draws)
+                ]
             else:
-                ps = [det_all.detect_ids(substitute(ids, frac, rng, vocab)).p_value
-                      for ids in run.token_ids for _ in range(draws)]
+                ps = [
+                    det_all.detect_ids(substitute(ids, frac, rng, vocab)).p_value for ids in run.token_ids for _ in range(draws)
+                ]
             row.append(float(np.mean(np.asarray(ps) <= 1e-2)))
         rob_rows.append(row)
         if run.label in SCHEMES:  # as a deployment that knows its scheme detects: that preset alone, whole document
@@ -390,8 +448,10 @@ def main() -> None:
                 own_row.append(float(np.mean(np.asarray(ps) <= 1e-2)))
             rob_rows.append(own_row)
     results["robustness"] = rob_rows
-    report.append(f"### Robustness: TPR at FPR 1e-2 after random token substitution (T=0.7, {new_tokens} tokens, "
-                  f"{len(prompts)} answers x {draws} draws)\n\n" + md_table(["scheme", "10%", "20%", "30%"], rob_rows))
+    report.append(
+        f"### Robustness: TPR at FPR 1e-2 after random token substitution (T=0.7, {new_tokens} tokens, "
+        f"{len(prompts)} answers x {draws} draws)\n\n" + md_table(["scheme", "10%", "20%", "30%"], rob_rows)
+    )
     log("\n" + report[-1])
 
     # -- 6. span scan --------------------------------------------------------------------------
@@ -415,8 +475,10 @@ def main() -> None:
                 trials += 1
         scan_rows.append([run.label, run.temperature, trials, hits_whole / max(trials, 1), hits_scan / max(trials, 1)])
     results["span_scan"] = scan_rows
-    report.append("### A 50-token marked passage pasted into 200 tokens of human text (FPR 1e-2)\n\n"
-                  + md_table(["scheme", "T", "trials", "TPR whole-document test", "TPR with span scan"], scan_rows))
+    report.append(
+        "### A 50-token marked passage pasted into 200 tokens of human text (FPR 1e-2)\n\n"
+        + md_table(["scheme", "T", "trials", "TPR whole-document test", "TPR with span scan"], scan_rows)
+    )
     log("\n" + report[-1])
 
     text = "\n\n".join(report)
@@ -436,14 +498,37 @@ def speed_only(*, rounds: int) -> None:
     times: dict[str, list[float]] = {}
     for _ in range(rounds):
         for label, scheme in [("unwatermarked", None), *SCHEMES.items(), (TF_LABEL, None)]:
-            run = generate_run(label, scheme, key if scheme else None, model, tok, PROMPTS_EN[:8], 0.7, 64,
-                               tf_cfg=tf_cfg if label == TF_LABEL else None)
+            run = generate_run(
+                label,
+                scheme,
+                key if scheme else None,
+                model,
+                tok,
+                PROMPTS_EN[:8],
+                0.7,
+                64,
+                tf_cfg=tf_cfg if label == TF_LABEL else None,
+            )
             times.setdefault(label, []).append(run.seconds)
     best0, med0 = min(times["unwatermarked"]), statistics.median(times["unwatermarked"])
-    rows = [[label, 8, 64, min(ts), min(ts) / best0, statistics.median(ts), statistics.median(ts) / med0]
-            for label, ts in times.items()]
-    print(md_table(["scheme", "batch", "new tokens", f"best of {rounds} (s)", "ratio (best)",
-                    f"median of {rounds} (s)", "ratio (median)"], rows))
+    rows = [
+        [label, 8, 64, min(ts), min(ts) / best0, statistics.median(ts), statistics.median(ts) / med0]
+        for label, ts in times.items()
+    ]
+    print(
+        md_table(
+            [
+                "scheme",
+                "batch",
+                "new tokens",
+                f"best of {rounds} (s)",
+                "ratio (best)",
+                f"median of {rounds} (s)",
+                "ratio (median)",
+            ],
+            rows,
+        )
+    )
 
 
 def korean(out_dir: Path, *, quick: bool) -> None:
@@ -462,19 +547,34 @@ def korean(out_dir: Path, *, quick: bool) -> None:
         return partial_cache[i]
 
     rows = []
-    for label, scheme in [("default (gumbel)", "default"), ("robust (kgw minhash h=2)", "robust"),
-                          ("distortion-free (synthid)", "distortion-free"), ("kgw (selfhash h=4)", "kgw"),
-                          ("unwatermarked", None)]:
+    for label, scheme in [
+        ("default (gumbel)", "default"),
+        ("robust (kgw minhash h=2)", "robust"),
+        ("distortion-free (synthid)", "distortion-free"),
+        ("kgw (selfhash h=4)", "kgw"),
+        ("unwatermarked", None),
+    ]:
         log(f"korean {label}")
         run = generate_run(label, scheme, key if scheme else None, model, tok, prompts, 0.7, new_tokens)
         hangul = np.mean([sum("\uac00" <= ch <= "\ud7a3" for ch in t) / max(len(t.strip()), 1) for t in run.texts])
         partial = np.mean([np.mean([is_partial(i) for i in ids]) for ids in run.token_ids])
         p = np.asarray([det.detect(t).p_value if t.strip() else 1.0 for t in run.texts])
         row, _ = power_rows(run, lambda ids: det.detect_ids(ids).p_value)
-        rows.append([label, len(run.texts), float(hangul), float(partial), float(np.mean(p <= 1e-3)),
-                     float(np.mean(p <= 1e-4)), row[-1]])
-    table = md_table(["scheme (T=0.7, Korean prompts)", "answers", "Hangul share of text", "partial-UTF-8 tokens",
-                      "TPR@1e-3 (text)", "TPR@1e-4 (text)", "median tokens to p<=1e-3"], rows)
+        rows.append(
+            [label, len(run.texts), float(hangul), float(partial), float(np.mean(p <= 1e-3)), float(np.mean(p <= 1e-4)), row[-1]]
+        )
+    table = md_table(
+        [
+            "scheme (T=0.7, Korean prompts)",
+            "answers",
+            "Hangul share of text",
+            "partial-UTF-8 tokens",
+            "TPR@1e-3 (text)",
+            "TPR@1e-4 (text)",
+            "median tokens to p<=1e-3",
+        ],
+        rows,
+    )
     print(table)
     (out_dir / "text_bench_korean.md").write_text(table + "\n")
 

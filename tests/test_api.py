@@ -63,7 +63,7 @@ def test_text_api() -> None:
 
 
 def test_submodule_apis() -> None:
-    assert sorted(dojang.keys.__all__) == ["Key", "KeyRing", "generate_key", "load_key", "save_key"]
+    assert sorted(dojang.keys.__all__) == ["Key", "KeyRing", "generate_key", "load_key", "parse_key", "save_key"]
     assert sorted(dojang.stats.__all__) == sorted(
         ["Detection", "Span", "Verdict", "bonferroni_log", "decide", "log_binom_sf", "log_gamma_sf", "to_p_value"]
     )
@@ -100,6 +100,77 @@ def test_core_imports_without_torch() -> None:
         "assert 'torch' not in sys.modules and 'transformers' not in sys.modules, 'heavy import'\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_provenance_api() -> None:
+    import dojang.provenance
+
+    assert sorted(dojang.provenance.__all__) == sorted(
+        [
+            "IMAGE_MATCH_BITS",
+            "SOFT_BINDING_ALG",
+            "STATES",
+            "ChainProblem",
+            "DevChain",
+            "ManifestRecord",
+            "ManifestSigner",
+            "ManifestStore",
+            "ManifestView",
+            "SQLiteStore",
+            "Stamped",
+            "TextRecord",
+            "Verification",
+            "ai_image_manifest",
+            "check_chain",
+            "default_store_path",
+            "hamming",
+            "image_fingerprint",
+            "init_dev_chain",
+            "load_chain",
+            "open_store",
+            "read_manifest",
+            "record_text",
+            "sign_asset",
+            "stamp",
+            "stamp_bytes",
+            "text_fingerprint",
+            "text_sha256",
+            "text_similarity",
+            "verify",
+            "verify_bytes",
+        ]
+    )
+    for name in dojang.provenance.__all__:
+        assert getattr(dojang.provenance, name) is not None
+
+
+def test_provenance_imports_without_c2pa_or_torch() -> None:
+    code = (
+        "import sys, dojang.provenance\n"
+        "assert 'c2pa' not in sys.modules, 'c2pa-python is imported only when signing or reading'\n"
+        "assert 'torch' not in sys.modules, 'heavy import'\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_bench_api() -> None:
+    import dojang.bench
+    import dojang.text.attacks
+
+    assert sorted(dojang.bench.__all__) == sorted(
+        [
+            "SCHEMA_VERSION", "AttackResult", "BenchResult", "Curve", "ImageSuite", "NullResult", "TextSuite",
+            "Uniformity", "auc", "load_suite", "roc", "run_image", "run_text", "tpr_at_fpr", "tpr_nominal",
+            "uniformity", "write_report",
+        ]
+    )  # fmt: skip
+    assert sorted(dojang.text.attacks.__all__) == sorted(
+        [
+            "EMOJI_INSTRUCTION", "TextAttack", "case", "chain", "copy_paste", "delete_words", "emoji_count", "emoji_prompt",
+            "fullwidth", "homoglyphs", "identity", "insert_words", "nfd", "paraphrase", "remove_emoji",
+            "substitute_tokens", "swap_words", "whitespace", "zero_width",
+        ]
+    )  # fmt: skip
 
 
 def test_scan_api() -> None:

@@ -6,8 +6,11 @@ import click
 
 from dojang import __version__
 from dojang.cli._common import friendly_errors, quiet_third_party, setup_logging
+from dojang.cli.bench import bench
 from dojang.cli.image import image
+from dojang.cli.provenance import certs, stamp, verify
 from dojang.cli.scan import scan
+from dojang.cli.serve import serve
 from dojang.cli.text import text
 
 
@@ -71,4 +74,9 @@ def demo(prompt: str, scheme: str, max_new_tokens: int, temperature: float, seed
 
 main.add_command(text)
 main.add_command(image)
+main.add_command(certs)
+main.add_command(stamp)
+main.add_command(verify)
+main.add_command(serve)
+main.add_command(bench)
 main.add_command(scan)

@@ -58,6 +58,13 @@ def text() -> None:
     help="A local transformers model directory (default: the embedded SmolLM2-135M-Instruct).",
 )
 @click.option("--no-chat", is_flag=True, help="Feed PROMPT as raw text instead of through the chat template.")
+@click.option(
+    "--store",
+    "store_path",
+    default=None,
+    help="Record a provenance entry (key id, scheme, model, time, hash of the text) in this manifest store "
+    "(a SQLite path; 'default' for the one in your data directory).",
+)
 @click.argument("prompt")
 @friendly_errors
 def generate_cmd(
@@ -70,6 +77,7 @@ def generate_cmd(
     seed: int | None,
     model_path: str | None,
     no_chat: bool,
+    store_path: str | None,
     prompt: str,
 ) -> None:
     """Generate a watermarked answer to PROMPT; prints only the answer."""
@@ -81,6 +89,11 @@ def generate_cmd(
     config = resolve(scheme)  # fail on a bad scheme before loading the model
     if not prompt.strip():
         raise InputError("the prompt is empty")
+    store = None
+    if store_path is not None:  # open it before generating: a bad path fails fast
+        from dojang.provenance import open_store
+
+        store = open_store(None if store_path == "default" else store_path)
     model, tokenizer = load_model(model_path)
     gen = generate_batch(
         [prompt],
@@ -96,6 +109,12 @@ def generate_cmd(
         chat=not no_chat,
     )[0]
     click.echo(gen.text)
+    if store is not None:
+        from dojang.provenance import record_text
+        from dojang.text.models import DEFAULT_MODEL_NAME
+
+        entry = record_text(store, gen.text, key_id=key.key_id, scheme=scheme, model=model_path or DEFAULT_MODEL_NAME)
+        click.echo(f"recorded provenance entry {entry.entry_id} in {store.location}", err=True)
 
 
 @text.command("detect")

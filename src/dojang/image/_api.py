@@ -157,6 +157,35 @@ def embed(image: ImageLike, key: Key, payload: bytes | str | int, *, check_exist
     return _like(image, marked)  # type: ignore[no-any-return]
 
 
+def encode_marked(
+    src: str | os.PathLike[str] | bytes,
+    fmt: str,
+    key: Key,
+    payload: bytes | str | int | None = None,
+    *,
+    quality: int | None = None,
+    check_existing: bool = True,
+    name: str = "output",
+) -> tuple[bytes, Embedded]:
+    """Mark an image (a path or the bytes of a file) and encode it as ``fmt`` in memory.
+
+    The encoded bytes are read back and checked; a lossy output whose mark does not survive is
+    re-encoded at a higher quality. Returns the bytes and what was embedded (``path`` is ``name``)."""
+    payload_bytes = random_payload() if payload is None else parse_payload(payload)
+    px, _ = _io.read_bytes(src, name="input") if isinstance(src, bytes) else _io.read(src)
+    marked, psnr_db = embed_pixels(px, key, payload_bytes, check_existing=check_existing)
+    qualities = [quality] if quality else ([None, 98, 100] if fmt in ("JPEG", "WEBP") else [None])
+    for q in qualities:
+        data = _io.encode(marked, fmt, quality=q)
+        back, _ = _io.read_bytes(data, name=name)
+        check = _codec.read_key(_codec.prepare(back.luma()), key, search=False)
+        if check.payload == payload_bytes and check.log_p_value <= math.log(DEFAULT_ALPHA):
+            info = Embedded(name, payload_bytes, key.key_id, CURRENT_VERSION, px.width, px.height, fmt, psnr_db, True)
+            return data, info
+        log.info("mark did not survive %s at quality %s; trying higher", fmt, q)
+    raise DetectionError(f"{name}: the mark did not survive encoding as {fmt}; try .png")
+
+
 def embed_file(
     src: str | os.PathLike[str],
     dst: str | os.PathLike[str],
@@ -169,28 +198,13 @@ def embed_file(
     """Mark the image file ``src`` and write ``dst`` (format from its suffix). The written file is
     read back and checked before this returns; a lossy output whose mark does not survive is
     re-encoded at a higher quality, and nothing is left at ``dst`` if it still fails."""
-    payload_bytes = random_payload() if payload is None else parse_payload(payload)
     fmt = _io.format_for(dst)
-    px, _ = _io.read(src)
-    marked, psnr_db = embed_pixels(px, key, payload_bytes, check_existing=check_existing)
-    qualities = [quality] if quality else ([None, 98, 100] if fmt in ("JPEG", "WEBP") else [None])
-    data = b""
-    verified = False
-    for q in qualities:
-        data = _io.encode(marked, fmt, quality=q)
-        back, _ = _io.read_bytes(data, name=str(dst))
-        check = _codec.read_key(_codec.prepare(back.luma()), key, search=False)
-        if check.payload == payload_bytes and check.log_p_value <= math.log(DEFAULT_ALPHA):
-            verified = True
-            break
-        log.info("mark did not survive %s at quality %s; trying higher", fmt, q)
-    if not verified:
-        raise DetectionError(f"{dst}: the mark did not survive encoding as {fmt}; try .png")
+    data, info = encode_marked(src, fmt, key, payload, quality=quality, check_existing=check_existing, name=str(dst))
     out = Path(dst)
     tmp = out.with_name(out.name + ".partial")
     tmp.write_bytes(data)
     os.replace(tmp, out)
-    return Embedded(str(out), payload_bytes, key.key_id, CURRENT_VERSION, px.width, px.height, fmt, psnr_db, verified)
+    return info
 
 
 # -- detection --------------------------------------------------------------------------------------

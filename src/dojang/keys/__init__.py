@@ -5,6 +5,6 @@ or a key file. A key prints as its id only; the secret never reaches a repr, log
 message or JSON document.
 """
 
-from dojang.keys._keys import Key, KeyRing, generate_key, load_key, save_key
+from dojang.keys._keys import Key, KeyRing, generate_key, load_key, parse_key, save_key
 
-__all__ = ["Key", "KeyRing", "generate_key", "load_key", "save_key"]
+__all__ = ["Key", "KeyRing", "generate_key", "load_key", "parse_key", "save_key"]

@@ -115,6 +115,13 @@ def load_key(path: str | os.PathLike[str]) -> Key:
         raise DojangKeyError(f"{source}: is a directory, not a key file") from None
     except OSError as err:
         raise DojangKeyError(f"{source}: cannot read the key file ({err.strerror})") from None
+    return parse_key(raw, source=str(source))
+
+
+def parse_key(raw: bytes | str, *, source: str = "key") -> Key:
+    """A key from the content of a key file (as :meth:`Key.to_json` writes it); ``source`` names it in errors."""
+    if isinstance(raw, str):
+        raw = raw.encode("utf-8")
     try:
         data = json.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError):

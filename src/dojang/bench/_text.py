@@ -1,0 +1,212 @@
+"""``dojang bench text``: generate marked and unmarked answers with a local model, attack them,
+detect, and measure quality.
+
+The null set is the shipped human corpus (English and Korean, several genres, each text cut to
+``human_tokens`` tokens) plus the unmarked answers of the same model to the same prompts. Marked
+and null texts are scored by the same detector, the one a user runs: the suite's scheme under
+the run's key, span scan on.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from typing import Any
+
+import numpy as np
+
+from dojang.bench._common import Progress, environment, no_progress
+from dojang.bench._results import AttackResult, BenchResult, Curve, NullResult
+from dojang.bench._suite import Step, TextSuite
+from dojang.errors import InputError
+from dojang.keys import Key, generate_key
+from dojang.text import TextDetector, generate_batch, resolve
+from dojang.text import attacks as T
+from dojang.text.corpus import load_human_corpus
+from dojang.text.generate import render_prompts
+from dojang.text.quality import distinct_n, perplexity
+
+__all__ = ["PROMPTS", "build_text_attack", "run_text"]
+
+log = logging.getLogger(__name__)
+
+PROMPTS = (
+    "Write a short story about a lighthouse keeper.",
+    "Explain how vaccines work.",
+    "Describe your favourite city and why you love it.",
+    "What is the history of tea?",
+    "Give advice to a new programmer.",
+    "Why is the sky blue?",
+    "Describe a rainy afternoon in a small town.",
+    "How do bees make honey?",
+    "Write a letter to your future self.",
+    "What are the benefits of regular exercise?",
+    "Explain the rules of chess to a beginner.",
+    "Tell me about the Roman Empire.",
+    "How does a computer work?",
+    "Write a poem about autumn leaves.",
+    "What makes a good leader?",
+    "Describe the ocean at night.",
+)
+EMOJI_NOTE = (
+    "expected failure: the answer was generated with an emoji after every word and the emoji were then deleted; "
+    "every hash context that held an emoji is gone"
+)
+
+
+def build_text_attack(steps: tuple[Step, ...], *, tokenizer: Any, model: Any, human_texts: list[str], seed: int,
+                      batch_size: int = 16) -> T.TextAttack:  # fmt: skip
+    """The attack a parsed pipeline stands for (``emoji`` is a whole-run attack: see run_text)."""
+    made = []
+    for name, args in steps:
+        if name == "none":
+            made.append(T.identity())
+        elif name == "substitute":
+            made.append(T.substitute_tokens(args[0], tokenizer=tokenizer, seed=seed))
+        elif name in ("delete", "insert", "swap"):
+            made.append({"delete": T.delete_words, "insert": T.insert_words, "swap": T.swap_words}[name](args[0], seed=seed))
+        elif name == "copy_paste":
+            made.append(T.copy_paste(args[0], human_texts=human_texts, seed=seed))
+        elif name == "paraphrase":
+            made.append(T.paraphrase(model=model, tokenizer=tokenizer, seed=seed, batch_size=batch_size))
+        elif name == "case":
+            made.append(T.case(args[0]))
+        elif name in ("whitespace", "homoglyphs", "zero_width", "fullwidth"):
+            made.append(getattr(T, name)(args[0], seed=seed))
+        elif name == "nfd":
+            made.append(T.nfd())
+        else:
+            raise InputError(f"attack {name!r} cannot be built here")
+    return made[0] if len(made) == 1 else T.chain(*made)
+
+
+def _log10p(detector: TextDetector, text: str) -> tuple[float, int]:
+    try:
+        d = detector.detect(text)
+    except InputError:  # the attack left nothing to score: no evidence
+        return 0.0, 0
+    return d.log10_p_value, d.tokens_scored
+
+
+def run_text(
+    suite: TextSuite, *, key: Key | None = None, scheme: str | None = None, progress: Progress = no_progress
+) -> BenchResult:
+    """Run a text suite (``scheme`` overrides the suite's) and return its typed result."""
+    from dojang.text.models import load_model
+
+    t0 = time.perf_counter()
+    key = key or generate_key()
+    scheme = scheme or suite.scheme
+    config = resolve(scheme)
+    alpha = min(suite.fprs)
+    prompts = [PROMPTS[i % len(PROMPTS)] for i in range(suite.prompts)]
+    n_model_steps = 3 + sum(1 for s in suite.pipelines if s[0][0] in ("paraphrase", "emoji"))
+    total = n_model_steps + len(suite.pipelines) + len(suite.sweeps) + 3
+    done = 0
+
+    def step(stage: str) -> None:
+        nonlocal done
+        done += 1
+        progress(stage, done, total)
+
+    progress("loading the model", 0, total)
+    model, tok = load_model(suite.model)
+    step("model loaded")
+    settings = dict(model=model, tokenizer=tok, max_new_tokens=suite.max_new_tokens, temperature=suite.temperature,
+                    seed=suite.seed, batch_size=suite.batch_size)  # fmt: skip
+    marked = generate_batch(prompts, key=key, scheme=config, **settings)
+    step(f"generated {len(marked)} marked answers")
+    unmarked = generate_batch(prompts, key=None, **settings)
+    step(f"generated {len(unmarked)} unmarked answers")
+
+    detector = TextDetector(keys=key, tokenizer=tok, configs=[config], alpha=alpha)
+    whole = TextDetector(keys=key, tokenizer=tok, configs=[config], alpha=alpha, scan=False)
+    rng = np.random.default_rng(suite.seed)
+    corpus = load_human_corpus()
+    pick = rng.choice(len(corpus), size=min(suite.human_texts, len(corpus)), replace=False)
+    null_ids, sources = [], []
+    for i in sorted(pick):
+        ids = tok(corpus[i].text, add_special_tokens=False)["input_ids"][: suite.human_tokens]
+        if ids:
+            null_ids.append(ids)
+            sources.append(f"human {corpus[i].lang} {corpus[i].genre}")
+    null_ids += [list(g.token_ids) for g in unmarked if g.token_ids]
+    sources += ["unmarked generations"] * (len(null_ids) - len(sources))
+    null_lp = [detector.detect_ids(ids).log10_p_value for ids in null_ids]
+    test_lp = [d.log10_p_value for d in whole.detect_batch(null_ids)]
+    null = NullResult.build(null_lp, sources, suite.fprs, test_log10_p=test_lp)
+    step(f"scored {len(null_ids)} unmarked texts")
+
+    human_pool = [t.text for t in load_human_corpus(langs=["en"], genres=["news", "fiction"])]
+    context = dict(tokenizer=tok, model=model, human_texts=human_pool, seed=suite.seed, batch_size=suite.batch_size)
+    marked_texts = [g.text for g in marked]
+    unmarked_texts = [g.text for g in unmarked]
+    results, samples = [], []
+    for steps in suite.pipelines:
+        if steps[0][0] == "emoji":
+            gens = generate_batch([T.emoji_prompt(p) for p in prompts], key=key, scheme=config, **settings)
+            raw = [g.text for g in gens]
+            attacked = T.remove_emoji().many(raw)
+            scored = [_log10p(detector, t) for t in attacked]
+            per_word = sum(T.emoji_count(r) for r in raw) / max(sum(len(r.split()) for r in raw), 1)
+            note = f"{EMOJI_NOTE}; the model put {per_word:.2f} emoji per word"
+            before = [_log10p(detector, r)[0] for r in raw]
+            note += f"; TPR before removal {np.mean(np.asarray(before) <= math.log10(alpha)):.2f}"
+            results.append(AttackResult.build("emoji (generate with emoji, then remove)", [s[0] for s in scored], null,
+                                              suite.fprs, float(np.mean([s[1] for s in scored])), expected_failure=True,
+                                              note=note))  # fmt: skip
+            samples.append(("emoji: the answer as generated", raw[0]))
+            samples.append(("emoji: after removal", attacked[0]))
+            step("emoji attack")
+            continue
+        attack = build_text_attack(steps, **context)
+        attacked = attack.many(marked_texts)
+        scored = [_log10p(detector, t) for t in attacked]
+        fpr_null = None
+        if all(name != "paraphrase" for name, _ in steps):  # a model attack on the null set too would double its cost
+            null_after = [_log10p(detector, t)[0] for t in attack.many(unmarked_texts)]
+            fpr_null = float(np.mean(np.asarray(null_after) <= math.log10(alpha)))
+        results.append(AttackResult.build(attack.name, [s[0] for s in scored], null, suite.fprs,
+                                          float(np.mean([s[1] for s in scored])), fpr_attacked_null=fpr_null))  # fmt: skip
+        if attack.name != "none":
+            samples.append((attack.name, attacked[0]))
+        step(f"attack {attack.name}")
+
+    curves = []
+    for name, values in suite.sweeps:
+        tpr = []
+        for v in values:
+            attack = build_text_attack(((name, (v,)),), **context)
+            lp = [_log10p(detector, t)[0] for t in attack.many(marked_texts)]
+            tpr.append(float(np.mean(np.asarray(lp) <= math.log10(alpha))))
+        curves.append(Curve(name, f"{name} fraction", tuple(float(v) for v in values), tuple(tpr), alpha))
+        step(f"sweep {name}")
+
+    lengths = sorted(set(suite.lengths))
+    length_tpr = []
+    for n in lengths:
+        lp = [detector.detect_ids(list(g.token_ids[:n])).log10_p_value for g in marked]
+        length_tpr.append(float(np.mean(np.asarray(lp) <= math.log10(alpha))))
+    length = Curve("tokens", "answer tokens", tuple(float(n) for n in lengths), tuple(length_tpr), alpha)
+    step("detection against length")
+
+    oracle_model, oracle_tok = (model, tok) if suite.oracle is None else load_model(suite.oracle)
+    rendered = render_prompts(oracle_tok, prompts, chat=True)
+    quality: dict[str, dict[str, float]] = {}
+    for label, gens in (("marked", marked), ("unmarked", unmarked)):
+        answers = [oracle_tok(g.text, add_special_tokens=False)["input_ids"] for g in gens]
+        quality[label] = {
+            "perplexity": perplexity(oracle_model, oracle_tok, rendered, answers),
+            "distinct_1": distinct_n([g.token_ids for g in gens], 1),
+            "distinct_2": distinct_n([g.token_ids for g in gens], 2),
+            "mean_tokens": float(np.mean([len(g.token_ids) for g in gens])),
+        }
+    step("quality")
+    samples.insert(0, ("marked answer (no attack)", marked_texts[0]))
+    return BenchResult(
+        modality="text", scheme=config.scheme if scheme in (config.scheme,) else f"{scheme} ({config.scheme})",
+        key_id=key.key_id, suite={**suite.to_dict(), "scheme": scheme}, null=null, attacks=tuple(results), length=length,
+        sweeps=tuple(curves), quality=quality, seconds=time.perf_counter() - t0, environment=environment(),
+        samples=tuple((label, text[:800]) for label, text in samples),
+    )  # fmt: skip

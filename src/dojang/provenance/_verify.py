@@ -1,0 +1,356 @@
+"""`dojang verify`: one answer for any file, from its C2PA manifest, its watermark and the store.
+
+States, strongest first: ``trusted`` (a valid manifest whose chain leads to a configured trust
+anchor), ``valid`` (valid, signer not trusted), ``invalid`` (tampered: not attributed to anyone),
+``recovered`` (no manifest in the file, but the watermark's id found one in the store that
+validates except for its binding to the re-encoded bytes, and the picture still matches its
+fingerprint), ``no_credential`` (neither).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from PIL import Image
+
+from dojang.errors import InputError
+from dojang.keys import Key, KeyRing
+from dojang.provenance._c2pa import MIME, ManifestView, read_manifest
+from dojang.provenance._fingerprint import IMAGE_MATCH_BITS, hamming, image_fingerprint, text_fingerprint, text_similarity
+from dojang.provenance._store import ManifestStore, TextRecord
+from dojang.stats import Detection, Verdict
+
+__all__ = ["STATES", "TEXT_MATCH_SIMILARITY", "Verification", "text_sha256", "verify", "verify_bytes"]
+
+log = logging.getLogger(__name__)
+
+STATES = ("trusted", "valid", "invalid", "recovered", "no_credential")
+TEXT_MATCH_SIMILARITY = 0.5  # estimated shingle Jaccard above which an edited text matches its entry
+MAX_VERIFY_BYTES = 200 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Verification:
+    """The answer of :func:`verify`. ``to_dict`` gives the contract JSON."""
+
+    state: str
+    ai_generated: bool | None  # None: unknown (no credential and no mark is *not* "human-made")
+    signer: dict[str, Any] | None
+    signed_at: str | None
+    actions: list[dict[str, Any]]
+    watermark: Detection | None
+    recovered_from: dict[str, Any] | None
+    validation_codes: list[str]
+    reason: str
+    kind: str  # "image" or "text"
+    embedded: ManifestView | None = field(default=None, repr=False)
+    recovered: ManifestView | None = field(default=None, repr=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "state": self.state,
+            "ai_generated": self.ai_generated,
+            "signer": self.signer,
+            "signed_at": self.signed_at,
+            "actions": self.actions,
+            "watermark": self.watermark.to_dict() if self.watermark is not None else None,
+            "recovered_from": self.recovered_from,
+            "validation_codes": self.validation_codes,
+            "reason": self.reason,
+            "kind": self.kind,
+        }
+        if self.embedded is not None and self.recovered is not None and self.embedded.label != self.recovered.label:
+            out["embedded_manifest"] = self.embedded.summary()
+            out["recovered_manifest"] = self.recovered.summary()
+        return out
+
+
+def text_sha256(text: str) -> str:
+    """Hash of a text as provenance entries record it: NFC, surrounding whitespace stripped."""
+    from dojang.text import normalize
+
+    return hashlib.sha256(normalize(text).strip().encode()).hexdigest()
+
+
+def _signer(view: ManifestView) -> dict[str, Any]:
+    return {"name": view.signer, "issuer": view.issuer, "trusted": view.trusted_signer}
+
+
+def _sniff_image(data: bytes) -> str | None:
+    if data[:3] == b"\xff\xd8\xff":
+        return "JPEG"
+    if data[:8] == b"\x89PNG\r\n\x1a\n":
+        return "PNG"
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "WEBP"
+    return None
+
+
+def verify(
+    path: str | os.PathLike[str],
+    *,
+    keys: Key | KeyRing | list[Key] | None = None,
+    trust_pem: str | None = None,
+    store: ManifestStore | None = None,
+    tokenizer: Any = None,
+) -> Verification:
+    """Verify a file: an image (JPEG, PNG, WebP) or a UTF-8 text file."""
+    p = Path(path)
+    if not p.exists():
+        raise InputError(f"{p}: no such file")
+    if p.is_dir():
+        raise InputError(f"{p}: is a directory")
+    if p.stat().st_size > MAX_VERIFY_BYTES:
+        raise InputError(f"{p}: larger than the {MAX_VERIFY_BYTES // 2**20} MB limit")
+    return verify_bytes(p.read_bytes(), name=str(p), keys=keys, trust_pem=trust_pem, store=store, tokenizer=tokenizer)
+
+
+def verify_bytes(
+    data: bytes,
+    *,
+    name: str = "upload",
+    keys: Key | KeyRing | list[Key] | None = None,
+    trust_pem: str | None = None,
+    store: ManifestStore | None = None,
+    tokenizer: Any = None,
+) -> Verification:
+    """Verify the bytes of a file (see :func:`verify`)."""
+    if not data:
+        raise InputError(f"{name}: the file is empty")
+    ring = KeyRing.coerce(keys) if keys is not None else None
+    fmt = _sniff_image(data)
+    if fmt is not None:
+        return _verify_image(data, fmt, name=name, keys=ring, trust_pem=trust_pem, store=store)
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise InputError(f"{name}: neither a PNG, JPEG or WebP image nor UTF-8 text") from None
+    return _verify_text(text, name=name, keys=ring, store=store, tokenizer=tokenizer)
+
+
+def _verify_image(
+    data: bytes, fmt: str, *, name: str, keys: KeyRing | None, trust_pem: str | None, store: ManifestStore | None
+) -> Verification:
+    mime = MIME[fmt]
+    embedded = read_manifest(data, mime, trust_pem=trust_pem)
+    watermark: Detection | None = None
+    if keys is not None:
+        from dojang.image import ImageDetector
+
+        watermark = ImageDetector(keys=keys).detect_bytes(data, name=name)
+    recovered, recovered_from, why_not = _recover_image(data, mime, watermark, store, trust_pem)
+    marked = watermark is not None and watermark.verdict is Verdict.DETECTED
+
+    if embedded is not None and embedded.state in ("trusted", "valid"):
+        trusted = embedded.state == "trusted"
+        reason = f"valid C2PA manifest signed by {embedded.signer}; " + (
+            "the signer is trusted" if trusted else "the signer is NOT in your trust list, so who signed it is unconfirmed"
+        )
+        if recovered is not None and recovered.label != embedded.label:
+            reason += "; the watermark points to a different stored manifest (both shown)"
+        return Verification(
+            state=embedded.state,
+            ai_generated=embedded.ai_generated or (True if marked else None),
+            signer=_signer(embedded),
+            signed_at=embedded.timestamped_at or embedded.claimed_at,
+            actions=list(embedded.actions),
+            watermark=watermark,
+            recovered_from=recovered_from,
+            validation_codes=list(embedded.failures),
+            reason=reason,
+            kind="image",
+            embedded=embedded,
+            recovered=recovered,
+        )
+    if embedded is not None:  # invalid: tampered or broken; attribute nothing to the signer
+        problems = [c for c in embedded.failures if c != "signingCredential.untrusted"] or list(embedded.failures)
+        reason = (
+            "the C2PA manifest does not validate ("
+            + ", ".join(problems)
+            + "): the file was changed after signing or the manifest was forged; it is not attributed to its claimed signer"
+        )
+        return Verification(
+            state="invalid",
+            ai_generated=True if marked else None,
+            signer=None,
+            signed_at=None,
+            actions=[],
+            watermark=watermark,
+            recovered_from=recovered_from,
+            validation_codes=list(embedded.failures),
+            reason=reason,
+            kind="image",
+            embedded=embedded,
+            recovered=recovered,
+        )
+    if recovered is not None and recovered_from is not None:
+        return Verification(
+            state="recovered",
+            ai_generated=recovered.ai_generated,
+            signer=_signer(recovered),
+            signed_at=recovered.timestamped_at or recovered.claimed_at,
+            actions=list(recovered.actions),
+            watermark=watermark,
+            recovered_from=recovered_from,
+            validation_codes=list(recovered.failures),
+            reason=f"no manifest in the file; the watermark's content id {recovered_from['content_id']} recovered the manifest "
+            f"signed by {recovered.signer} from the store (only its binding to the original bytes fails:"
+            " the file was re-encoded)",
+            kind="image",
+            recovered=recovered,
+        )
+    if marked:
+        reason = f"no C2PA manifest, but a dojang watermark under key {watermark.key_id} (p = {watermark.p_value:.2g})"  # type: ignore[union-attr]
+        reason += f"; {why_not}" if why_not else ""
+    elif watermark is not None and watermark.verdict is Verdict.INCONCLUSIVE:
+        reason = f"no C2PA manifest; the watermark could not be read ({watermark.reason or 'inconclusive'})"
+    else:
+        reason = (
+            "no C2PA manifest and no watermark under the given keys"
+            if keys is not None
+            else "no C2PA manifest (no watermark keys given, so no watermark check)"
+        )
+        reason += "; this does not mean the image was made by a person"
+    return Verification(
+        state="no_credential",
+        ai_generated=True if marked else None,
+        signer=None,
+        signed_at=None,
+        actions=[],
+        watermark=watermark,
+        recovered_from=recovered_from,
+        validation_codes=[],
+        reason=reason,
+        kind="image",
+    )
+
+
+def _recover_image(
+    data: bytes, mime: str, watermark: Detection | None, store: ManifestStore | None, trust_pem: str | None
+) -> tuple[ManifestView | None, dict[str, Any] | None, str]:
+    """Look the watermark's content id up in the store and check the manifest belongs to this picture."""
+    if store is None or watermark is None or watermark.verdict is not Verdict.DETECTED or watermark.payload is None:
+        return None, None, ""
+    content_id = watermark.payload.hex()
+    record = store.get_manifest(content_id)
+    if record is None:
+        return None, None, f"its content id {content_id} is not in the store {store.location}"
+    with Image.open(io.BytesIO(data)) as im:
+        distance = hamming(image_fingerprint(im), record.fingerprint)
+    info = {
+        "store": store.location,
+        "content_id": content_id,
+        "fingerprint_distance": distance,
+        "fingerprint_threshold": IMAGE_MATCH_BITS,
+        "created_at": record.created_at,
+    }
+    if distance > IMAGE_MATCH_BITS:
+        return (
+            None,
+            None,
+            (
+                f"its content id {content_id} names a stored manifest for a different picture (fingerprint "
+                f"distance {distance} > {IMAGE_MATCH_BITS} bits): the mark may have been copied, so nothing is recovered"
+            ),
+        )
+    view = read_manifest(data, mime, trust_pem=trust_pem, manifest_data=record.manifest)
+    if view is None:
+        return None, None, "the stored manifest could not be read"
+    if view.state == "invalid" and not view.only_hard_binding_fails():
+        return None, None, "the stored manifest does not validate (" + ", ".join(view.failures) + ")"
+    if view.soft_binding_payload() != watermark.payload:
+        return None, None, "the stored manifest does not name this content id in its soft binding"
+    info["manifest"] = view.label
+    info["trusted"] = view.trusted_signer
+    return view, info, ""
+
+
+def _verify_text(text: str, *, name: str, keys: KeyRing | None, store: ManifestStore | None, tokenizer: Any) -> Verification:
+    if not text.strip():
+        raise InputError(f"{name}: the text is empty")
+    watermark: Detection | None = None
+    if keys is not None:
+        from dojang.text import TextDetector
+
+        if tokenizer is None:
+            from dojang.text.models import load_tokenizer
+
+            tokenizer = load_tokenizer()
+        watermark = TextDetector(keys=keys, tokenizer=tokenizer).detect(text)
+    marked = watermark is not None and watermark.verdict is Verdict.DETECTED
+    found = None
+    if marked and store is not None and watermark is not None and watermark.key_id is not None:
+        found = _match_text(text, watermark.key_id, store)
+    if found is not None and store is not None:
+        entry, match = found
+        recovered_from = {
+            "store": store.location,
+            "entry_id": entry.entry_id,
+            "key_id": entry.key_id,
+            "scheme": entry.scheme,
+            "model": entry.model,
+            "created_at": entry.created_at,
+            **match,
+        }
+        return Verification(
+            state="recovered",
+            ai_generated=True,
+            signer=None,
+            signed_at=entry.created_at,
+            actions=[
+                {
+                    "action": "c2pa.created",
+                    "digitalSourceType": "http://cv.iptc.org/newscodes/digitalsourcetype/trainedAlgorithmicMedia",
+                    "softwareAgent": entry.model,
+                    "when": entry.created_at,
+                }
+            ],
+            watermark=watermark,
+            recovered_from=recovered_from,
+            validation_codes=[],
+            reason=f"watermark detected under key {entry.key_id}; the store holds a matching provenance entry "
+            f"({match['match']} match) for text generated by {entry.model} at {entry.created_at}",
+            kind="text",
+        )
+    if marked:
+        reason = f"a dojang text watermark under key {watermark.key_id} (p = {watermark.p_value:.2g})"  # type: ignore[union-attr]
+        reason += "; no matching provenance entry in the store" if store is not None else ""
+    elif watermark is not None and watermark.verdict is Verdict.INCONCLUSIVE:
+        reason = f"the text is too short to decide ({watermark.tokens_scored} tokens scored)"
+    else:
+        reason = (
+            "no watermark under the given keys" if keys is not None else "no watermark keys given"
+        ) + "; this does not mean a person wrote the text"
+    return Verification(
+        state="no_credential",
+        ai_generated=True if marked else None,
+        signer=None,
+        signed_at=None,
+        actions=[],
+        watermark=watermark,
+        recovered_from=None,
+        validation_codes=[],
+        reason=reason,
+        kind="text",
+    )
+
+
+def _match_text(text: str, key_id: str, store: ManifestStore) -> tuple[TextRecord, dict[str, Any]] | None:
+    """The store's entry for ``text`` under ``key_id``: by exact hash, else by MinHash similarity."""
+    entry = store.text_by_hash(text_sha256(text))
+    if entry is not None and entry.key_id == key_id:
+        return entry, {"match": "exact", "similarity": 1.0}
+    fp = text_fingerprint(text)
+    scored = [(text_similarity(fp, r.fingerprint), r) for r in store.texts_for_key(key_id)]
+    if not scored:
+        return None
+    similarity, best = max(scored, key=lambda t: t[0])
+    if similarity < TEXT_MATCH_SIMILARITY:
+        return None
+    return best, {"match": "similar", "similarity": round(similarity, 3)}

@@ -1,0 +1,185 @@
+"""The FastAPI application: `create_app(settings)` wires the database, auth, limits and routes."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import threading
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from fastapi import Depends, FastAPI, HTTPException, Request
+from fastapi.responses import JSONResponse, Response
+
+from dojang import __version__
+from dojang.errors import ConfigError, DojangError, DojangKeyError, InputError, ProvenanceError
+from dojang.service.config import Settings
+from dojang.service.db import make_engine, upgrade
+from dojang.service.repo import Principal, Repo
+
+__all__ = ["create_app"]
+
+log = logging.getLogger(__name__)
+
+
+class RateLimiter:
+    """A token bucket per caller (token id, or client address on the public tier)."""
+
+    def __init__(self) -> None:
+        self._buckets: dict[str, tuple[float, float]] = {}
+        self._lock = threading.Lock()
+
+    def take(self, who: str, per_minute: int) -> float:
+        """0.0 if the call may go ahead, else the seconds until it may."""
+        rate = per_minute / 60.0
+        now = time.monotonic()
+        with self._lock:
+            tokens, last = self._buckets.get(who, (float(per_minute), now))
+            tokens = min(float(per_minute), tokens + (now - last) * rate)
+            if tokens >= 1.0:
+                self._buckets[who] = (tokens - 1.0, now)
+                return 0.0
+            self._buckets[who] = (tokens, now)
+            return (1.0 - tokens) / rate
+
+
+class Services:
+    """What the routes share: settings, repository, and lazily loaded models."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.engine = make_engine(settings.database_url)
+        upgrade(self.engine)
+        self.repo = Repo(self.engine, settings.master_key)
+        self.limiter = RateLimiter()
+        self._lock = threading.Lock()
+        self._tokenizer: Any = None
+        self._model: Any = None
+
+    def tokenizer(self) -> Any:
+        with self._lock:
+            if self._tokenizer is None:
+                from dojang.text.models import load_tokenizer
+
+                self._tokenizer = load_tokenizer()
+            return self._tokenizer
+
+    def model(self) -> tuple[Any, Any]:
+        with self._lock:
+            if self._model is None:
+                from dojang.text.models import load_model
+
+                self._model = load_model()
+                self._tokenizer = self._model[1]
+            return self._model
+
+
+def services(request: Request) -> Services:
+    return request.app.state.services  # type: ignore[no-any-return]
+
+
+def client_of(request: Request) -> str:
+    return request.client.host if request.client else "unknown"
+
+
+def optional_principal(request: Request, svc: Services = Depends(services)) -> Principal | None:
+    """The caller's tenant from ``Authorization: Bearer <token>``; None without a header. A bad
+    token is a 401, never a silent downgrade. Every call is rate limited here."""
+    header = request.headers.get("authorization", "")
+    principal = None
+    if header:
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise HTTPException(401, "Authorization must be 'Bearer <token>'", headers={"WWW-Authenticate": "Bearer"})
+        principal = svc.repo.authenticate(token.strip())
+        if principal is None:
+            raise HTTPException(401, "unknown or revoked token", headers={"WWW-Authenticate": "Bearer"})
+    if principal is not None:
+        wait = svc.limiter.take("token:" + principal.token_id, svc.settings.rate_per_minute)
+    else:
+        wait = svc.limiter.take("ip:" + client_of(request), svc.settings.anonymous_rate_per_minute)
+    if wait > 0:
+        raise HTTPException(429, "rate limit exceeded; retry later", headers={"Retry-After": str(math.ceil(wait))})
+    return principal
+
+
+def public_principal(
+    principal: Principal | None = Depends(optional_principal), svc: Services = Depends(services)
+) -> Principal | None:
+    """Verification routes: anonymous callers are served on the public tier (verdict and provider only)."""
+    if principal is None and not svc.settings.public_tier:
+        raise HTTPException(401, "a token is required (the public tier is off)", headers={"WWW-Authenticate": "Bearer"})
+    return principal
+
+
+def require_principal(principal: Principal | None = Depends(optional_principal)) -> Principal:
+    if principal is None:
+        raise HTTPException(401, "a token is required", headers={"WWW-Authenticate": "Bearer"})
+    return principal
+
+
+def require_provider(principal: Principal = Depends(require_principal)) -> Principal:
+    if principal.kind not in ("provider", "admin"):
+        raise HTTPException(403, "only provider tenants manage keys, sign and generate")
+    return principal
+
+
+def require_admin(principal: Principal = Depends(require_principal)) -> Principal:
+    if principal.kind != "admin":
+        raise HTTPException(403, "only the admin tenant manages tenants")
+    return principal
+
+
+ERROR_STATUS: list[tuple[type[Exception], int]] = [
+    (InputError, 422),
+    (DojangKeyError, 400),
+    (ConfigError, 400),
+    (ProvenanceError, 422),
+    (DojangError, 400),
+]
+
+
+def create_app(settings: Settings) -> FastAPI:
+    """Build the application (runs the database migrations first)."""
+    app = FastAPI(
+        title="dojang verification service",
+        version=__version__,
+        summary="Check text and images against every provider's watermark and C2PA credentials.",
+        openapi_tags=[
+            {"name": "verify", "description": "Verdicts on text, images and files."},
+            {"name": "keys", "description": "Provider keys, tenants, tokens, audit log."},
+            {"name": "c2pa", "description": "C2PA soft-binding resolution (durable content credentials)."},
+        ],
+    )
+    app.state.services = Services(settings)
+
+    @app.middleware("http")
+    async def limits(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        length = request.headers.get("content-length")
+        if length is not None and length.isdigit() and int(length) > settings.max_upload_bytes + 64 * 1024:
+            return JSONResponse({"detail": f"request body larger than {settings.max_upload_bytes} bytes"}, status_code=413)
+        try:
+            return await asyncio.wait_for(call_next(request), timeout=settings.request_timeout_s)
+        except TimeoutError:
+            return JSONResponse({"detail": "the request took too long"}, status_code=504)
+
+    for exc_type, status in ERROR_STATUS:
+
+        def handler(request: Request, exc: Exception, status: int = status) -> JSONResponse:
+            return JSONResponse({"detail": str(exc)}, status_code=status)
+
+        app.add_exception_handler(exc_type, handler)
+
+    @app.get("/health", tags=["verify"])
+    def health() -> dict[str, Any]:
+        return {"status": "ok", "version": __version__}
+
+    from dojang.service import page, routes_admin, routes_c2pa, routes_detect
+
+    app.include_router(routes_detect.router)
+    app.include_router(routes_admin.router)
+    app.include_router(routes_c2pa.router)
+    app.include_router(page.router)
+    return app

@@ -1,0 +1,138 @@
+"""The service's tables (SQLAlchemy Core), for SQLite and PostgreSQL alike. Alembic migrations in
+``migrations/`` create them; :func:`upgrade` runs them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from sqlalchemy import (
+    Boolean,
+    Column,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
+    create_engine,
+    event,
+)
+from sqlalchemy.engine import Engine
+
+__all__ = ["audit", "make_engine", "manifests", "metadata", "signing_keys", "tenants", "texts", "tokens", "upgrade", "wm_keys"]
+
+metadata = MetaData()
+
+tenants = Table(
+    "tenants", metadata,
+    Column("id", String(40), primary_key=True),
+    Column("name", String(200), nullable=False, unique=True),
+    Column("kind", String(16), nullable=False),  # admin | provider | verifier
+    Column("store_content", Boolean, nullable=False, default=False),  # opt-in: keep checked content in the audit log
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)  # fmt: skip
+
+tokens = Table(
+    "tokens", metadata,
+    Column("id", String(40), primary_key=True),
+    Column("tenant_id", String(40), ForeignKey("tenants.id"), nullable=False),
+    Column("token_hash", String(64), nullable=False, unique=True),
+    Column("label", String(200), nullable=False, default=""),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("revoked_at", DateTime(timezone=True), nullable=True),
+)  # fmt: skip
+
+wm_keys = Table(
+    "wm_keys", metadata,
+    Column("key_id", String(64), primary_key=True),
+    Column("tenant_id", String(40), ForeignKey("tenants.id"), nullable=False),
+    Column("status", String(16), nullable=False),  # active | retired
+    Column("secret_sealed", LargeBinary, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("retired_at", DateTime(timezone=True), nullable=True),
+)  # fmt: skip
+
+manifests = Table(
+    "manifests", metadata,
+    Column("content_id", String(32), primary_key=True),
+    Column("tenant_id", String(40), ForeignKey("tenants.id"), nullable=True),
+    Column("manifest", LargeBinary, nullable=False),
+    Column("mime", String(64), nullable=False),
+    Column("fingerprint", String(32), nullable=False),
+    Column("key_id", String(64), nullable=False),
+    Column("signer", String(400), nullable=False),
+    Column("generator", String(400), nullable=False),
+    Column("created_at", String(40), nullable=False),
+)  # fmt: skip
+
+texts = Table(
+    "texts", metadata,
+    Column("entry_id", String(40), primary_key=True),
+    Column("tenant_id", String(40), ForeignKey("tenants.id"), nullable=True),
+    Column("key_id", String(64), nullable=False),
+    Column("scheme", String(64), nullable=False),
+    Column("model", String(400), nullable=False),
+    Column("created_at", String(40), nullable=False),
+    Column("text_sha256", String(64), nullable=False),
+    Column("fingerprint", Text, nullable=False),
+    Column("chars", Integer, nullable=False),
+    Index("texts_by_hash", "text_sha256"),
+    Index("texts_by_key", "key_id"),
+)  # fmt: skip
+
+audit = Table(
+    "audit", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("tenant_id", String(40), nullable=True),  # null: the anonymous public tier
+    Column("token_id", String(40), nullable=True),
+    Column("at", DateTime(timezone=True), nullable=False),
+    Column("kind", String(32), nullable=False),  # text | image | verify | generate
+    Column("verdict", String(32), nullable=False),
+    Column("key_id", String(64), nullable=True),
+    Column("content_sha256", String(64), nullable=False),
+    Column("content", Text, nullable=True),  # only when the tenant opted in
+    Column("client", String(64), nullable=True),
+    Index("audit_by_tenant", "tenant_id", "at"),
+)  # fmt: skip
+
+
+def make_engine(url: str) -> Engine:
+    """An engine for ``url``: ``sqlite:///path`` or ``postgresql://...`` (driven by psycopg 3)."""
+    if url.startswith(("postgresql://", "postgres://")):
+        url = "postgresql+psycopg://" + url.split("://", 1)[1]
+    if url.startswith("sqlite:///"):
+        Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    engine = create_engine(url, pool_pre_ping=True)
+    if engine.dialect.name == "sqlite":
+
+        @event.listens_for(engine, "connect")
+        def _pragmas(conn, _record):  # type: ignore[no-untyped-def]
+            conn.execute("PRAGMA foreign_keys=ON")
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA busy_timeout=30000")
+
+    return engine
+
+
+def upgrade(engine: Engine) -> None:
+    """Bring the schema to the newest migration (Alembic, run in-process)."""
+    from alembic import command
+    from alembic.config import Config
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(Path(__file__).parent / "migrations"))
+    with engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, "head")
+
+
+signing_keys = Table(
+    "signing_keys", metadata,
+    Column("tenant_id", String(40), ForeignKey("tenants.id"), primary_key=True),
+    Column("chain_pem", Text, nullable=False),
+    Column("key_sealed", LargeBinary, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)  # fmt: skip

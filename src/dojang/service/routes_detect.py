@@ -1,0 +1,282 @@
+"""Verification routes: /v1/text/detect, /v1/image/detect, /v1/verify; and the provider's
+/v1/text/generate and /v1/image/stamp."""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+from fastapi import APIRouter, Depends, File, Form, HTTPException, Request, UploadFile
+from fastapi.responses import Response
+from pydantic import BaseModel, Field
+
+from dojang.keys import KeyRing
+from dojang.service.app import Services, client_of, public_principal, require_provider, services
+from dojang.service.repo import DBManifestStore, Principal
+from dojang.stats import Detection, Verdict
+
+router = APIRouter(prefix="/v1")
+
+
+class TextDetectRequest(BaseModel):
+    text: str = Field(description="The text to check (UTF-8).")
+    key_id: str | None = Field(default=None, description="Check only this key.")
+    provider: str | None = Field(default=None, description="Check only this provider's keys (tenant name).")
+    prompt: str | None = Field(default=None, description="The prompt the text answered (context only).")
+
+
+class GenerateRequest(BaseModel):
+    prompt: str
+    max_new_tokens: int = Field(default=200, ge=1, le=512)
+    temperature: float = Field(default=0.7, gt=0.0, le=2.0)
+    scheme: str = "default"
+    key_id: str | None = None
+    seed: int | None = None
+
+
+def _ring(svc: Services, key_id: str | None, provider: str | None) -> tuple[KeyRing, dict[str, str]]:
+    """Every active and retired key of every provider, or the one key / provider asked for."""
+    tenant_id = None
+    if provider is not None:
+        matches = [tid for tid, name in svc.repo.tenant_names().items() if name == provider]
+        if not matches:
+            raise HTTPException(404, f"no provider named {provider!r}")
+        tenant_id = matches[0]
+    ring, owners = svc.repo.key_ring(tenant_id=tenant_id, key_id=key_id)
+    if ring is None:
+        raise HTTPException(404, f"no key {key_id}" if key_id else "no watermark keys are registered")
+    return ring, owners
+
+
+def _shape(det: Detection, owners: dict[str, str], names: dict[str, str], principal: Principal | None) -> dict[str, Any]:
+    """What the caller may see: scores, p-values and spans only for the key's owner; the verdict
+    and the provider's name for everyone else (a detection oracle must not leak scores)."""
+    owner = owners.get(det.key_id or "") if det.verdict is Verdict.DETECTED else None
+    mine = principal is not None and (
+        (owner is not None and owner == principal.tenant_id) or set(owners.values()) == {principal.tenant_id}
+    )
+    out: dict[str, Any] = {"verdict": det.verdict.value, "provider": names.get(owner) if owner else None}
+    if mine:
+        out.update(det.to_dict())
+        out["detail"] = "owner"
+    else:
+        out["detail"] = "verdict"
+    return out
+
+
+def _audit(
+    svc: Services,
+    principal: Principal | None,
+    request: Request,
+    kind: str,
+    verdict: str,
+    key_id: str | None,
+    content: bytes,
+    text: str | None = None,
+) -> None:
+    svc.repo.audit(
+        principal=principal,
+        kind=kind,
+        verdict=verdict,
+        key_id=key_id,
+        content_sha256=hashlib.sha256(content).hexdigest(),
+        content=text,
+        client=client_of(request),
+    )
+
+
+async def _read_upload(file: UploadFile, svc: Services) -> bytes:
+    limit = svc.settings.max_upload_bytes
+    data = await file.read(limit + 1)
+    if len(data) > limit:
+        raise HTTPException(413, f"file larger than {limit} bytes")
+    if not data:
+        raise HTTPException(422, "the uploaded file is empty")
+    return data
+
+
+@router.post("/text/detect", tags=["verify"])
+def text_detect(
+    body: TextDetectRequest,
+    request: Request,
+    svc: Services = Depends(services),
+    principal: Principal | None = Depends(public_principal),
+) -> dict[str, Any]:
+    """Check a text against every provider's keys (or the one named); the p-value is corrected for
+    the number of keys tried."""
+    from dojang.text import TextDetector
+
+    if len(body.text) > svc.settings.max_text_chars:
+        raise HTTPException(413, f"text longer than {svc.settings.max_text_chars} characters")
+    if not body.text.strip():
+        raise HTTPException(422, "the text is empty")
+    ring, owners = _ring(svc, body.key_id, body.provider)
+    det = TextDetector(keys=ring, tokenizer=svc.tokenizer()).detect(body.text, prompt=body.prompt)
+    out = _shape(det, owners, svc.repo.tenant_names(), principal)
+    _audit(
+        svc,
+        principal,
+        request,
+        "text",
+        det.verdict.value,
+        det.key_id if out["detail"] == "owner" else None,
+        body.text.encode(),
+        body.text,
+    )
+    return out
+
+
+@router.post("/image/detect", tags=["verify"])
+async def image_detect(
+    request: Request,
+    file: UploadFile = File(...),
+    key_id: str | None = Form(None),
+    provider: str | None = Form(None),
+    svc: Services = Depends(services),
+    principal: Principal | None = Depends(public_principal),
+) -> dict[str, Any]:
+    """Check an image (PNG, JPEG, WebP) against every provider's keys."""
+    from starlette.concurrency import run_in_threadpool
+
+    from dojang.image import ImageDetector
+
+    data = await _read_upload(file, svc)
+    ring, owners = _ring(svc, key_id, provider)
+    det = await run_in_threadpool(lambda: ImageDetector(keys=ring).detect_bytes(data, name=file.filename or "upload"))
+    out = _shape(det, owners, svc.repo.tenant_names(), principal)
+    await run_in_threadpool(_audit, svc, principal, request, "image", det.verdict.value, det.key_id, data)
+    return out
+
+
+@router.post("/verify", tags=["verify"])
+async def verify_file(
+    request: Request,
+    file: UploadFile = File(...),
+    key_id: str | None = Form(None),
+    provider: str | None = Form(None),
+    svc: Services = Depends(services),
+    principal: Principal | None = Depends(public_principal),
+) -> dict[str, Any]:
+    """Any file: its C2PA manifest, its watermark under every provider's keys, and the manifest the
+    watermark recovers from the store. Same states as `dojang verify`."""
+    from starlette.concurrency import run_in_threadpool
+
+    from dojang.provenance import verify_bytes
+
+    data = await _read_upload(file, svc)
+    is_text = data[:3] not in (b"\xff\xd8\xff", b"\x89PN", b"RIF")
+    if is_text and len(data) > svc.settings.max_text_chars * 4:
+        raise HTTPException(413, f"text longer than {svc.settings.max_text_chars} characters")
+    ring, owners = svc.repo.key_ring(key_id=key_id) if provider is None else _ring(svc, key_id, provider)
+    tokenizer = svc.tokenizer() if is_text and ring is not None else None
+    store = DBManifestStore(svc.engine)
+    result = await run_in_threadpool(
+        lambda: verify_bytes(
+            data,
+            name=file.filename or "upload",
+            keys=ring,
+            trust_pem=svc.settings.trust_anchors_pem,
+            store=store,
+            tokenizer=tokenizer,
+        )
+    )
+    out = result.to_dict()
+    if result.watermark is not None:
+        out["watermark"] = _shape(result.watermark, owners, svc.repo.tenant_names(), principal)
+    text = data.decode("utf-8", "replace") if is_text else None
+    await run_in_threadpool(
+        _audit,
+        svc,
+        principal,
+        request,
+        "verify",
+        result.state,
+        result.watermark.key_id if result.watermark is not None else None,
+        data,
+        text,
+    )
+    return out
+
+
+@router.post("/text/generate", tags=["keys"])
+def text_generate(
+    body: GenerateRequest,
+    request: Request,
+    svc: Services = Depends(services),
+    principal: Principal = Depends(require_provider),
+) -> dict[str, Any]:
+    """Generate a watermarked answer with the default model under one of the caller's active keys,
+    and record its provenance entry."""
+    from dojang.provenance import record_text
+    from dojang.text import generate_batch, resolve
+    from dojang.text.models import DEFAULT_MODEL_NAME
+
+    if not body.prompt.strip():
+        raise HTTPException(422, "the prompt is empty")
+    if len(body.prompt) > svc.settings.max_text_chars:
+        raise HTTPException(413, f"prompt longer than {svc.settings.max_text_chars} characters")
+    config = resolve(body.scheme)
+    keys = svc.repo.keys(tenant_id=principal.tenant_id, key_id=body.key_id, active_only=True)
+    if not keys:
+        raise HTTPException(404, "no active key" + (f" {body.key_id}" if body.key_id else "") + " for this tenant")
+    key = keys[-1][0]
+    model, tokenizer = svc.model()
+    gen = generate_batch(
+        [body.prompt],
+        key=key,
+        scheme=config,
+        model=model,
+        tokenizer=tokenizer,
+        max_new_tokens=body.max_new_tokens,
+        temperature=body.temperature,
+        seed=body.seed,
+    )[0]
+    entry = record_text(
+        DBManifestStore(svc.engine, principal.tenant_id),
+        gen.text,
+        key_id=key.key_id,
+        scheme=body.scheme,
+        model=DEFAULT_MODEL_NAME,
+    )
+    _audit(svc, principal, request, "generate", "generated", key.key_id, gen.text.encode(), gen.text)
+    return {"text": gen.text, "key_id": key.key_id, "scheme": body.scheme, "entry_id": entry.entry_id}
+
+
+@router.post(
+    "/image/stamp",
+    tags=["keys"],
+    response_class=Response,
+    responses={200: {"content": {"image/png": {}, "image/jpeg": {}, "image/webp": {}}}},
+)
+async def image_stamp(
+    request: Request,
+    file: UploadFile = File(...),
+    generator: str = Form("unnamed AI generator"),
+    format: str = Form("png"),
+    svc: Services = Depends(services),
+    principal: Principal = Depends(require_provider),
+) -> Response:
+    """Stamp an AI image with the caller's newest active watermark key and its C2PA signing key:
+    watermark, signed manifest, manifest filed in the service's store. Returns the stamped file."""
+    from starlette.concurrency import run_in_threadpool
+
+    from dojang.provenance import ManifestSigner, stamp_bytes
+
+    fmt = {"png": "PNG", "jpg": "JPEG", "jpeg": "JPEG", "webp": "WEBP"}.get(format.lower())
+    if fmt is None:
+        raise HTTPException(422, "format must be png, jpeg or webp")
+    data = await _read_upload(file, svc)
+    keys = svc.repo.keys(tenant_id=principal.tenant_id, active_only=True)
+    signing = svc.repo.signing_key(principal.tenant_id)
+    if not keys or signing is None:
+        raise HTTPException(409, "stamping needs an active watermark key and a signing key (PUT /v1/signing-key)")
+    signer = ManifestSigner(chain=signing[0], key_pem=signing[1])
+    store = DBManifestStore(svc.engine, principal.tenant_id)
+    signed, info = await run_in_threadpool(
+        lambda: stamp_bytes(
+            data, fmt, key=keys[-1][0], signer=signer, store=store, generator=generator, title=file.filename or "image"
+        )
+    )
+    await run_in_threadpool(_audit, svc, principal, request, "stamp", "stamped", info.key_id, signed)
+    media = {"PNG": "image/png", "JPEG": "image/jpeg", "WEBP": "image/webp"}[fmt]
+    return Response(signed, media_type=media, headers={"X-Dojang-Content-Id": info.content_id})

@@ -1,0 +1,233 @@
+"""`dojang certs`, `dojang stamp`, `dojang verify` and text provenance entries: contract flags and
+JSON keys, real signing, one clear line for every bad input."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+
+from dojang.cli import main
+from dojang.keys import load_key
+from dojang.provenance import SQLiteStore, record_text, verify_bytes
+from dojang.text import generate_batch
+from tests import c2pa_chains, tamper
+from tests.conftest import HUMAN_EN
+from tests.helpers import one_error_line
+
+pytest.importorskip("c2pa")
+skdata = pytest.importorskip("skimage.data")
+VERIFY_KEYS = {"state", "ai_generated", "signer", "signed_at", "actions", "watermark", "recovered_from", "validation_codes"}
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):  # type: ignore[no-untyped-def]
+    root = tmp_path_factory.mktemp("cli")
+    runner = CliRunner()
+    res = runner.invoke(main, ["certs", "init", str(root / "certs")])
+    assert res.exit_code == 0, res.output
+    assert "TESTING ONLY" in res.stderr
+    assert runner.invoke(main, ["keygen", "-o", str(root / "wm.key")]).exit_code == 0
+    Image.fromarray(skdata.astronaut()).save(root / "gen.png")
+    return root
+
+
+def _stamp(runner, root, out: str, *extra: str):  # type: ignore[no-untyped-def]
+    return runner.invoke(
+        main,
+        [
+            "stamp",
+            "--key",
+            str(root / "wm.key"),
+            "--cert",
+            str(root / "certs/chain.pem"),
+            "--signing-key",
+            str(root / "certs/signing-key.pem"),
+            "--store",
+            str(root / "store.db"),
+            *extra,
+            str(root / "gen.png"),
+            str(root / out),
+        ],
+    )
+
+
+def test_certs_check_explains_in_words(setup, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    runner = CliRunner()
+    ok = runner.invoke(main, ["certs", "check", str(setup / "certs/chain.pem")])
+    assert ok.exit_code == 0 and "OK" in ok.stdout
+    bad = c2pa_chains.build("leaf_is_ca")
+    (tmp_path / "bad.pem").write_bytes(bad.chain_pem)
+    res = runner.invoke(main, ["certs", "check", "--json", str(tmp_path / "bad.pem")])
+    assert res.exit_code == 1
+    data = json.loads(res.stdout)
+    assert data["ok"] is False and [p["code"] for p in data["problems"]] == ["leaf_is_ca"]
+    words = runner.invoke(main, ["certs", "check", str(tmp_path / "bad.pem")])
+    assert "marked as a CA" in words.stdout or "is a CA" in words.stdout
+    (tmp_path / "junk.pem").write_text("hello")
+    assert "no PEM or DER certificate" in one_error_line(runner.invoke(main, ["certs", "check", str(tmp_path / "junk.pem")]))
+
+
+def test_stamp_then_verify_json_contract(setup) -> None:  # type: ignore[no-untyped-def]
+    runner = CliRunner()
+    res = _stamp(runner, setup, "out.jpg", "--generator", "cli-gen 2", "--json")
+    assert res.exit_code == 0, res.output
+    stamped = json.loads(res.stdout)
+    assert len(stamped["content_id"]) == 16 and stamped["generator"] == "cli-gen 2"
+    out = runner.invoke(
+        main,
+        [
+            "verify",
+            "--key",
+            str(setup / "wm.key"),
+            "--trust",
+            str(setup / "certs/root.pem"),
+            "--store",
+            str(setup / "store.db"),
+            "--json",
+            str(setup / "out.jpg"),
+        ],
+    )
+    assert out.exit_code == 0, out.output
+    data = json.loads(out.stdout)
+    assert set(data) >= VERIFY_KEYS
+    assert data["state"] == "trusted" and data["ai_generated"] is True
+    assert data["watermark"]["payload"] == stamped["content_id"]
+    secret = (setup / "certs/signing-key.pem").read_text().splitlines()[1]
+    assert secret not in res.output + out.output
+    # Without the trust anchor: valid, and the words say the signer is not trusted.
+    words = runner.invoke(main, ["verify", "--no-store", str(setup / "out.jpg")])
+    assert words.exit_code == 0 and "VALID" in words.stdout and "NOT in your trust list" in words.stdout
+    # Re-encoded by a platform: recovered from the store through the watermark.
+    (setup / "shared.jpg").write_bytes(tamper.reencode((setup / "out.jpg").read_bytes(), "JPEG", quality=85))
+    rec = runner.invoke(
+        main, ["verify", "--key", str(setup / "wm.key"), "--store", str(setup / "store.db"), "--json", str(setup / "shared.jpg")]
+    )
+    assert json.loads(rec.stdout)["state"] == "recovered"
+    assert json.loads(rec.stdout)["recovered_from"]["content_id"] == stamped["content_id"]
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["--cert", "missing.pem"], "does not exist"),
+        (["--signing-key", "missing-key.pem"], "does not exist"),
+        (["--key", "missing.key"], "missing.key"),
+    ],
+)
+def test_stamp_bad_inputs_are_one_line(setup, args, needle) -> None:  # type: ignore[no-untyped-def]
+    base = {
+        "--key": str(setup / "wm.key"),
+        "--cert": str(setup / "certs/chain.pem"),
+        "--signing-key": str(setup / "certs/signing-key.pem"),
+    }
+    base[args[0]] = str(setup / args[1])
+    flat = [x for kv in base.items() for x in kv]
+    res = CliRunner().invoke(
+        main, ["stamp", *flat, "--store", str(setup / "s2.db"), str(setup / "gen.png"), str(setup / "x.jpg")]
+    )
+    assert needle in one_error_line(res)
+    assert not (setup / "x.jpg").exists()
+
+
+def test_stamp_refuses_a_tiny_image_and_verify_a_binary_file(setup) -> None:  # type: ignore[no-untyped-def]
+    Image.new("RGB", (100, 100), (10, 20, 30)).save(setup / "tiny.png")
+    res = CliRunner().invoke(
+        main,
+        [
+            "stamp",
+            "--key",
+            str(setup / "wm.key"),
+            "--cert",
+            str(setup / "certs/chain.pem"),
+            "--signing-key",
+            str(setup / "certs/signing-key.pem"),
+            "--store",
+            str(setup / "s3.db"),
+            str(setup / "tiny.png"),
+            str(setup / "tiny-out.png"),
+        ],
+    )
+    assert "256" in one_error_line(res)
+    (setup / "blob.bin").write_bytes(bytes(range(256)) * 4)
+    assert "neither" in one_error_line(CliRunner().invoke(main, ["verify", "--no-store", str(setup / "blob.bin")]))
+    assert "no such file" in one_error_line(CliRunner().invoke(main, ["verify", str(setup / "nothing.jpg")]))
+
+
+def test_text_entry_is_found_exactly_and_after_light_edits(tmp_path, tiny_model, tokenizer, key) -> None:  # type: ignore[no-untyped-def]
+    gen = generate_batch(
+        ["Begin:"],
+        key=key,
+        scheme="default",
+        model=tiny_model,
+        tokenizer=tokenizer,
+        max_new_tokens=110,
+        temperature=1.0,
+        seed=7,
+        chat=False,
+    )[0]
+    store = SQLiteStore(tmp_path / "s.db")
+    entry = record_text(store, gen.text, key_id=key.key_id, scheme="default", model="tiny-test-model")
+    v = verify_bytes(gen.text.encode(), keys=key, store=store, tokenizer=tokenizer)
+    assert v.state == "recovered" and v.kind == "text" and v.ai_generated is True
+    assert (
+        v.recovered_from is not None and v.recovered_from["entry_id"] == entry.entry_id and v.recovered_from["match"] == "exact"
+    )
+    words = gen.text.split(" ")
+    edited = " ".join(w if i % 25 else w.upper() + "!" for i, w in enumerate(words))
+    e = verify_bytes(edited.encode(), keys=key, store=store, tokenizer=tokenizer)
+    assert e.state == "recovered" and e.recovered_from is not None and e.recovered_from["match"] == "similar"
+    human = verify_bytes(HUMAN_EN.encode(), keys=key, store=store, tokenizer=tokenizer)
+    assert human.state == "no_credential" and human.ai_generated is None and "does not mean" in human.reason
+    # Another marked text under the same key, never recorded: detected, but no entry.
+    other = generate_batch(
+        ["Start:"],
+        key=key,
+        scheme="default",
+        model=tiny_model,
+        tokenizer=tokenizer,
+        max_new_tokens=110,
+        temperature=1.0,
+        seed=8,
+        chat=False,
+    )[0]
+    o = verify_bytes(other.text.encode(), keys=key, store=store, tokenizer=tokenizer)
+    assert o.state == "no_credential" and o.ai_generated is True and "no matching provenance entry" in o.reason
+
+
+@pytest.mark.slow
+def test_text_generate_store_then_verify_with_the_real_model(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    runner = CliRunner()
+    assert runner.invoke(main, ["keygen", "-o", str(tmp_path / "t.key")]).exit_code == 0
+    gen = runner.invoke(
+        main,
+        [
+            "text",
+            "generate",
+            "--key",
+            str(tmp_path / "t.key"),
+            "--store",
+            str(tmp_path / "s.db"),
+            "--max-new-tokens",
+            "80",
+            "--temperature",
+            "1.0",
+            "--seed",
+            "3",
+            "Write a short paragraph about rivers.",
+        ],
+    )
+    assert gen.exit_code == 0, gen.output
+    assert "recorded provenance entry" in gen.stderr
+    (tmp_path / "answer.txt").write_text(gen.stdout.strip(), encoding="utf-8")
+    res = runner.invoke(
+        main,
+        ["verify", "--key", str(tmp_path / "t.key"), "--store", str(tmp_path / "s.db"), "--json", str(tmp_path / "answer.txt")],
+    )
+    data = json.loads(res.stdout)
+    assert set(data) >= VERIFY_KEYS
+    assert data["state"] == "recovered", data
+    assert data["recovered_from"]["model"] == "SmolLM2-135M-Instruct"
+    assert data["recovered_from"]["key_id"] == load_key(tmp_path / "t.key").key_id

@@ -1,0 +1,320 @@
+"""The verification service over HTTP, on a real SQLite file and a real PostgreSQL database: auth,
+tenants, keys, the detection oracle's tiers, C2PA verification and resolution, limits, audit."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+from PIL import Image
+from sqlalchemy import select
+
+from dojang.image import embed
+from dojang.provenance import init_dev_chain
+from dojang.text import generate_batch
+from tests import tamper
+from tests.conftest import HUMAN_EN
+from tests.service_env import bearer, build_env, png_bytes, postgres_url
+
+pytest.importorskip("fastapi")
+skdata = pytest.importorskip("skimage.data")
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def env(request, tmp_path_factory):  # type: ignore[no-untyped-def]
+    root = tmp_path_factory.mktemp(request.param)
+    if request.param == "sqlite":
+        url, drop = f"sqlite:///{root / 'service.sqlite3'}", None
+    else:
+        url, drop = postgres_url()
+    chain = init_dev_chain(root / "certs")
+    e = build_env(url, root, trust_anchors_pem=chain.root.read_text())
+    e.extras["chain"] = chain
+    yield e
+    e.app.state.services.engine.dispose()
+    if drop is not None:
+        drop()
+
+
+@pytest.fixture(scope="module")
+def marked_text(tiny_model, tokenizer):  # type: ignore[no-untyped-def]
+    """Factory: a text marked under a given key (tiny model, real tokenizer)."""
+    cache = {}
+
+    def make(key):  # type: ignore[no-untyped-def]
+        if key.key_id not in cache:
+            cache[key.key_id] = generate_batch(
+                ["Begin:"],
+                key=key,
+                scheme="default",
+                model=tiny_model,
+                tokenizer=tokenizer,
+                max_new_tokens=120,
+                temperature=1.0,
+                seed=4,
+                chat=False,
+            )[0].text
+        return cache[key.key_id]
+
+    return make
+
+
+def test_health_page_and_openapi(env) -> None:  # type: ignore[no-untyped-def]
+    c = env.client
+    assert c.get("/health").json()["status"] == "ok"
+    page = c.get("/")
+    assert page.status_code == 200 and "verdict" in page.text
+    paths = c.get("/openapi.json").json()["paths"]
+    for p in (
+        "/v1/text/detect",
+        "/v1/image/detect",
+        "/v1/verify",
+        "/v1/text/generate",
+        "/v1/keys",
+        "/matches/byBinding",
+        "/manifests/{manifest_id}",
+        "/services/supportedAlgorithms",
+    ):
+        assert p in paths, p
+
+
+def test_authentication_and_roles(env) -> None:  # type: ignore[no-untyped-def]
+    c = env.client
+    assert c.get("/v1/keys").status_code == 401
+    assert c.get("/v1/keys", headers=bearer("dj_not-a-token")).status_code == 401
+    assert c.get("/v1/keys", headers={"Authorization": "Basic abc"}).status_code == 401
+    assert c.get("/v1/keys", headers=env.checker).status_code == 403  # verifiers only ask for verdicts
+    assert c.post("/v1/tenants", json={"name": "x", "kind": "provider"}, headers=env.acme).status_code == 403
+    dup = c.post("/v1/tenants", json={"name": "acme-ai", "kind": "provider"}, headers=env.admin)
+    assert dup.status_code == 400 and "already exists" in dup.json()["detail"]
+    assert c.get("/services/supportedAlgorithms").status_code == 401
+
+
+def test_keys_are_sealed_at_rest_and_isolated_per_tenant(env) -> None:  # type: ignore[no-untyped-def]
+    from dojang.service import db
+
+    c = env.client
+    mine = {k["key_id"] for k in c.get("/v1/keys", headers=env.acme).json()["keys"]}
+    theirs = {k["key_id"] for k in c.get("/v1/keys", headers=env.other).json()["keys"]}
+    assert env.acme_key.key_id in mine and env.acme_key.key_id not in theirs and env.other_key.key_id in theirs
+    assert c.post(f"/v1/keys/{env.acme_key.key_id}/retire", headers=env.other).status_code == 404
+    with env.app.state.services.engine.connect() as conn:
+        sealed = conn.execute(select(db.wm_keys.c.secret_sealed).where(db.wm_keys.c.key_id == env.acme_key.key_id)).scalar_one()
+    assert env.acme_key._secret not in bytes(sealed) and env.acme_key._secret.hex().encode() not in bytes(sealed)
+    listing = c.get("/v1/keys", headers=env.acme).text
+    assert env.acme_key._secret.hex() not in listing
+    bad = c.post("/v1/keys", json={"key": "{not json"}, headers=env.acme)
+    assert bad.status_code == 422 and "not a dojang key file" in bad.json()["detail"]
+
+
+def test_text_detection_tiers(env, marked_text) -> None:  # type: ignore[no-untyped-def]
+    c = env.client
+    text = marked_text(env.acme_key)
+    anon = c.post("/v1/text/detect", json={"text": text}).json()
+    assert anon["verdict"] == "detected" and anon["provider"] == "acme-ai"
+    assert "p_value" not in anon and "spans" not in anon and anon["detail"] == "verdict"
+    verifier = c.post("/v1/text/detect", json={"text": text}, headers=env.checker).json()
+    assert verifier["verdict"] == "detected" and "p_value" not in verifier
+    rival = c.post("/v1/text/detect", json={"text": text}, headers=env.other).json()
+    assert "p_value" not in rival
+    owner = c.post("/v1/text/detect", json={"text": text}, headers=env.acme).json()
+    assert owner["detail"] == "owner" and owner["p_value"] < 1e-4 and owner["key_id"] == env.acme_key.key_id
+    n_keys = owner["keys_tried"]
+    assert n_keys >= 2  # every provider's keys were tried, and the p-value is corrected for them
+    only = c.post("/v1/text/detect", json={"text": text, "key_id": env.acme_key.key_id}, headers=env.acme).json()
+    assert only["keys_tried"] == 1 and only["p_value"] <= owner["p_value"]
+    human = c.post("/v1/text/detect", json={"text": HUMAN_EN}).json()
+    assert human["verdict"] == "not_detected" and human["provider"] is None
+    assert c.post("/v1/text/detect", json={"text": "x", "provider": "nobody"}).status_code == 404
+
+
+def test_retired_keys_still_detect_old_content(env, marked_text) -> None:  # type: ignore[no-untyped-def]
+    c = env.client
+    r = c.post("/v1/keys", json={"export": True}, headers=env.other)
+    assert r.status_code == 201 and "key_file" in r.json()
+    from dojang.keys import parse_key
+
+    old = parse_key(r.json()["key_file"])
+    text = marked_text(old)
+    rot = c.post(f"/v1/keys/{old.key_id}/rotate", headers=env.other).json()
+    assert rot["retired"]["status"] == "retired" and rot["new"]["status"] == "active"
+    res = c.post("/v1/text/detect", json={"text": text}, headers=env.other).json()
+    assert res["verdict"] == "detected" and res["key_id"] == old.key_id
+
+
+def test_image_detect_and_verify_with_stamp_and_resolution(env) -> None:  # type: ignore[no-untyped-def]
+    c = env.client
+    chain = env.extras["chain"]
+    up = c.put(
+        "/v1/signing-key",
+        files={"chain": ("chain.pem", chain.chain.read_bytes()), "key": ("key.pem", chain.signing_key.read_bytes())},
+        headers=env.acme,
+    )
+    assert up.status_code == 200, up.text
+    src = png_bytes(Image.fromarray(skdata.astronaut()))
+    st = c.post(
+        "/v1/image/stamp",
+        files={"file": ("gen.png", src, "image/png")},
+        data={"generator": "acme-imagegen 3", "format": "jpeg"},
+        headers=env.acme,
+    )
+    assert st.status_code == 200 and st.headers["content-type"] == "image/jpeg", st.text
+    stamped, cid = st.content, st.headers["x-dojang-content-id"]
+    # Anyone: verdict + provider; the C2PA panel; the owner sees the payload.
+    anon = c.post("/v1/image/detect", files={"file": ("a.jpg", stamped, "image/jpeg")}).json()
+    assert anon == {"verdict": "detected", "provider": "acme-ai", "detail": "verdict"}
+    owner = c.post("/v1/image/detect", files={"file": ("a.jpg", stamped, "image/jpeg")}, headers=env.acme).json()
+    assert owner["payload"] == cid
+    v = c.post("/v1/verify", files={"file": ("a.jpg", stamped, "image/jpeg")}).json()
+    assert v["state"] == "trusted" and v["signer"]["name"] == "dojang dev signer" and v["ai_generated"] is True
+    assert v["watermark"]["provider"] == "acme-ai" and "p_value" not in v["watermark"]
+    # A platform strips and re-encodes it: recovered from the service's store through the watermark.
+    shared = tamper.reencode(stamped, "JPEG", quality=80)
+    rec = c.post("/v1/verify", files={"file": ("shared.jpg", shared, "image/jpeg")}).json()
+    assert rec["state"] == "recovered" and rec["recovered_from"]["content_id"] == cid
+    # Tampered: invalid, not attributed.
+    bad = c.post("/v1/verify", files={"file": ("t.jpg", tamper.flip_jpeg_scan(stamped), "image/jpeg")}).json()
+    assert bad["state"] == "invalid" and bad["signer"] is None
+    # C2PA soft-binding resolution.
+    import base64
+
+    value = base64.b64encode(bytes.fromhex(cid)).decode()
+    algs = c.get("/services/supportedAlgorithms", headers=env.checker).json()
+    alg = algs["watermarks"][0]["alg"]
+    got = c.get("/matches/byBinding", params={"alg": alg, "value": value}, headers=env.checker).json()
+    assert got == {"matches": [{"manifestId": cid}]}
+    posted = c.post("/matches/byBinding", json={"alg": alg, "value": cid}, headers=env.checker).json()
+    assert posted == got
+    none = c.get("/matches/byBinding", params={"alg": alg, "value": "0000000000000000"}, headers=env.checker).json()
+    assert none == {"matches": []}
+    assert c.get("/matches/byBinding", params={"alg": "com.other.alg", "value": value}, headers=env.checker).status_code == 400
+    m = c.get(f"/manifests/{cid}", headers=env.checker)
+    assert m.status_code == 200 and m.headers["content-type"] == "application/c2pa"
+    from dojang.provenance import read_manifest
+
+    view = read_manifest(shared, "image/jpeg", manifest_data=m.content)
+    assert view is not None and view.soft_binding_payload() == bytes.fromhex(cid)
+    assert c.get("/manifests/ffffffffffffffff", headers=env.checker).status_code == 404
+
+
+def test_bad_uploads_get_clear_4xx(env) -> None:  # type: ignore[no-untyped-def]
+    c = env.client
+    jpeg = io.BytesIO()
+    Image.fromarray(skdata.chelsea()).save(jpeg, "JPEG")
+    truncated = jpeg.getvalue()[: len(jpeg.getvalue()) // 3]
+    r = c.post("/v1/image/detect", files={"file": ("cut.jpg", truncated, "image/jpeg")})
+    assert r.status_code == 422 and "corrupt" in r.json()["detail"]
+    r = c.post("/v1/image/detect", files={"file": ("fake.png", b"hello, I am text", "image/png")})
+    assert r.status_code == 422 and "not an image" in r.json()["detail"]
+    r = c.post("/v1/verify", files={"file": ("x.bin", bytes(range(256)) * 8, "application/octet-stream")})
+    assert r.status_code == 422 and "neither" in r.json()["detail"]
+    bomb = io.BytesIO()
+    Image.new("1", (12000, 12000)).save(bomb, "PNG")  # 144 MP of zeros compresses to a few KB
+    r = c.post("/v1/image/detect", files={"file": ("bomb.png", bomb.getvalue(), "image/png")})
+    assert r.status_code == 422 and "pixel" in r.json()["detail"]
+    assert c.post("/v1/image/detect", files={"file": ("e.png", b"", "image/png")}).status_code == 422
+    assert c.post("/v1/text/detect", json={"text": "   "}).status_code == 422
+    assert c.post("/v1/text/detect", json={"nope": 1}).status_code == 422
+
+
+def test_audit_log_holds_hashes_and_is_per_tenant(env, marked_text) -> None:  # type: ignore[no-untyped-def]
+    c = env.client
+    text = marked_text(env.acme_key)
+    c.post("/v1/text/detect", json={"text": text}, headers=env.checker)
+    entries = c.get("/v1/audit", headers=env.checker).json()["entries"]
+    assert entries and entries[0]["kind"] == "text" and entries[0]["verdict"] == "detected"
+    assert entries[0]["content"] is None and len(entries[0]["content_sha256"]) == 64
+    acme_entries = c.get("/v1/audit", headers=env.acme).json()["entries"]
+    assert all(e["token_id"] != entries[0]["token_id"] for e in acme_entries)
+    # A tenant that opted in keeps the content.
+    r = c.post("/v1/tenants", json={"name": "archive-desk", "kind": "verifier", "store_content": True}, headers=env.admin)
+    desk = bearer(r.json()["token"])
+    c.post("/v1/text/detect", json={"text": HUMAN_EN}, headers=desk)
+    assert c.get("/v1/audit", headers=desk).json()["entries"][0]["content"] == HUMAN_EN
+
+
+def test_limits_413_and_429(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    e = build_env(
+        f"sqlite:///{tmp_path / 's.sqlite3'}", tmp_path, max_upload_bytes=50_000, max_text_chars=500, anonymous_rate_per_minute=3
+    )
+    c = e.client
+    big = png_bytes(Image.fromarray(skdata.astronaut()))
+    assert c.post("/v1/image/detect", files={"file": ("big.png", big, "image/png")}, headers=e.checker).status_code == 413
+    assert c.post("/v1/text/detect", json={"text": "word " * 200}, headers=e.checker).status_code == 413
+    codes = [c.post("/v1/text/detect", json={"text": "a short text"}).status_code for _ in range(4)]
+    assert codes[:3] == [200, 200, 200] and codes[3] == 429
+    r = c.post("/v1/text/detect", json={"text": "a short text"})
+    assert r.status_code == 429 and int(r.headers["retry-after"]) >= 1
+    assert (
+        c.post("/v1/text/detect", json={"text": "a short text"}, headers=e.checker).status_code == 200
+    )  # tokens have their own budget
+
+
+def test_public_tier_off_requires_tokens(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    e = build_env(f"sqlite:///{tmp_path / 's.sqlite3'}", tmp_path, public_tier=False)
+    assert e.client.post("/v1/text/detect", json={"text": "hello"}).status_code == 401
+    assert e.client.post("/v1/text/detect", json={"text": "hello"}, headers=e.checker).status_code == 200
+
+
+def test_settings_need_a_master_key_outside_dev(monkeypatch, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from dojang.errors import ServiceError
+    from dojang.service.config import Settings, parse_master_key
+
+    monkeypatch.delenv("DOJANG_MASTER_KEY", raising=False)
+    monkeypatch.setenv("DOJANG_DATA_DIR", str(tmp_path))
+    with pytest.raises(ServiceError, match="DOJANG_MASTER_KEY is not set"):
+        Settings.from_env(dev=False)
+    dev = Settings.from_env(dev=True)
+    assert Settings.from_env(dev=True).master_key == dev.master_key  # kept across restarts
+    assert oct((tmp_path / "dev-master.key").stat().st_mode & 0o777) == "0o600"
+    hexkey = "ab" * 32
+    monkeypatch.setenv("DOJANG_MASTER_KEY", hexkey)
+    s = Settings.from_env()
+    assert s.master_key == bytes.fromhex(hexkey) and hexkey not in repr(s)
+    with pytest.raises(ServiceError, match="32 bytes"):
+        parse_master_key("short")
+
+
+def test_wrong_master_key_is_a_clear_error(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from dojang.errors import ServiceError
+    from dojang.service.db import make_engine
+    from dojang.service.repo import Repo
+
+    e = build_env(f"sqlite:///{tmp_path / 's.sqlite3'}", tmp_path)
+    wrong = Repo(make_engine(f"sqlite:///{tmp_path / 's.sqlite3'}"), b"\x01" * 32)
+    with pytest.raises(ServiceError, match="wrong DOJANG_MASTER_KEY"):
+        wrong.keys()
+    assert len(e.app.state.services.repo.keys()) == 2  # nothing lost
+
+
+def test_serve_refuses_without_master_key(monkeypatch, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from click.testing import CliRunner
+
+    from dojang.cli import main
+    from tests.helpers import one_error_line
+
+    monkeypatch.delenv("DOJANG_MASTER_KEY", raising=False)
+    monkeypatch.setenv("DOJANG_DATA_DIR", str(tmp_path))
+    line = one_error_line(CliRunner().invoke(main, ["serve", "--no-dev"]))
+    assert "DOJANG_MASTER_KEY" in line
+
+
+def test_embed_then_detect_through_the_service(env) -> None:  # type: ignore[no-untyped-def]
+    marked = embed(Image.fromarray(skdata.coffee()), env.other_key, "0011223344556677")
+    res = env.client.post("/v1/image/detect", files={"file": ("m.png", png_bytes(marked), "image/png")}, headers=env.other).json()
+    assert res["verdict"] == "detected" and res["provider"] == "other-ai" and res["payload"] == "0011223344556677"
+
+
+@pytest.mark.slow
+def test_generate_with_the_real_model_then_verify_the_text(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    e = build_env(f"sqlite:///{tmp_path / 's.sqlite3'}", tmp_path)
+    c = e.client
+    assert c.post("/v1/text/generate", json={"prompt": "hi"}, headers=e.checker).status_code == 403
+    r = c.post("/v1/text/generate", json={"prompt": "Write a short paragraph about rivers.", "max_new_tokens": 80,
+                                          "temperature": 1.0, "seed": 3}, headers=e.acme)
+    assert r.status_code == 200, r.text
+    gen = r.json()
+    assert gen["key_id"] == e.acme_key.key_id and gen["entry_id"].startswith("txt-")
+    v = c.post("/v1/verify", files={"file": ("answer.txt", gen["text"].encode(), "text/plain")}).json()
+    assert v["state"] == "recovered" and v["kind"] == "text" and v["recovered_from"]["entry_id"] == gen["entry_id"]
+    assert v["watermark"] == {"verdict": "detected", "provider": "acme-ai", "detail": "verdict"}
