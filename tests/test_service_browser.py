@@ -25,10 +25,19 @@ pytest.importorskip("playwright")
 skdata = pytest.importorskip("skimage.data")
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 if CHROMIUM is None:
-    pytest.skip("Debian's chromium is not installed (apt-get install chromium): the browser test could not run",
-                allow_module_level=True)
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-         "--disable-component-update", "--disable-sync"]
+    pytest.skip(
+        "Debian's chromium is not installed (apt-get install chromium): the browser test could not run", allow_module_level=True
+    )
+FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 ARTIFACTS = Path(os.environ.get("DOJANG_TEST_ARTIFACTS", Path(__file__).parent.parent / "test-artifacts"))
 
 
@@ -46,15 +55,31 @@ def site(tmp_path_factory, tiny_model, tokenizer):  # type: ignore[no-untyped-de
     chain = init_dev_chain(root / "certs")
     env = build_env(f"sqlite:///{root / 'service.sqlite3'}", root, trust_anchors_pem=chain.root.read_text())
     c = env.client
-    up = c.put("/v1/signing-key", files={"chain": ("c.pem", chain.chain.read_bytes()), "key": ("k.pem", chain.signing_key.read_bytes())},
-               headers=env.acme)
+    up = c.put(
+        "/v1/signing-key",
+        files={"chain": ("c.pem", chain.chain.read_bytes()), "key": ("k.pem", chain.signing_key.read_bytes())},
+        headers=env.acme,
+    )
     assert up.status_code == 200, up.text
-    st = c.post("/v1/image/stamp", files={"file": ("gen.png", png_bytes(Image.fromarray(skdata.astronaut())), "image/png")},
-                data={"generator": "acme-imagegen 3", "format": "jpeg"}, headers=env.acme)
+    st = c.post(
+        "/v1/image/stamp",
+        files={"file": ("gen.png", png_bytes(Image.fromarray(skdata.astronaut())), "image/png")},
+        data={"generator": "acme-imagegen 3", "format": "jpeg"},
+        headers=env.acme,
+    )
     assert st.status_code == 200, st.text
     (root / "stamped.jpg").write_bytes(st.content)
-    marked = generate_batch(["Begin:"], key=env.acme_key, scheme="default", model=tiny_model, tokenizer=tokenizer,
-                            max_new_tokens=120, temperature=1.0, seed=4, chat=False)[0].text
+    marked = generate_batch(
+        ["Begin:"],
+        key=env.acme_key,
+        scheme="default",
+        model=tiny_model,
+        tokenizer=tokenizer,
+        max_new_tokens=120,
+        temperature=1.0,
+        seed=4,
+        chat=False,
+    )[0].text
     env.app.state.services.tokenizer()  # load before the browser waits on it
     port = _free_port()
     server = uvicorn.Server(uvicorn.Config(env.app, host="127.0.0.1", port=port, log_level="warning"))
@@ -66,8 +91,12 @@ def site(tmp_path_factory, tiny_model, tokenizer):  # type: ignore[no-untyped-de
         time.sleep(0.1)
     assert server.started
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    yield {"url": f"http://127.0.0.1:{port}/", "stamped": root / "stamped.jpg", "marked": marked,
-           "acme_token": env.acme["Authorization"].split()[1]}
+    yield {
+        "url": f"http://127.0.0.1:{port}/",
+        "stamped": root / "stamped.jpg",
+        "marked": marked,
+        "acme_token": env.acme["Authorization"].split()[1],
+    }
     server.should_exit = True
     thread.join(timeout=10)
 
