@@ -165,10 +165,17 @@ def create_app(settings: Settings) -> FastAPI:
         except TimeoutError:
             return JSONResponse({"detail": "the request took too long"}, status_code=504)
 
+    from fastapi.exceptions import RequestValidationError
+    from starlette.exceptions import HTTPException as StarletteHTTPException
+
+    from dojang.service.inputs import ErrorResponse, http_error_with_utf8_detail, validation_error
+
+    app.add_exception_handler(StarletteHTTPException, http_error_with_utf8_detail)  # type: ignore[arg-type]
+    app.add_exception_handler(RequestValidationError, validation_error)  # type: ignore[arg-type]
     for exc_type, status in ERROR_STATUS:
 
         def handler(request: Request, exc: Exception, status: int = status) -> JSONResponse:
-            return JSONResponse({"detail": str(exc)}, status_code=status)
+            return ErrorResponse({"detail": str(exc)}, status_code=status)
 
         app.add_exception_handler(exc_type, handler)
 
