@@ -112,7 +112,8 @@ def text_detect(
     if not body.text.strip():
         raise HTTPException(422, "the text is empty")
     ring, owners = _ring(svc, body.key_id, body.provider)
-    det = TextDetector(keys=ring, tokenizer=svc.tokenizer()).detect(body.text, prompt=body.prompt)
+    tokenizer = svc.tokenizer()
+    det = svc.detect(lambda: TextDetector(keys=ring, tokenizer=tokenizer).detect(body.text, prompt=body.prompt))
     out = _shape(det, owners, svc.repo.tenant_names(), principal)
     _audit(
         svc,
@@ -143,7 +144,7 @@ async def image_detect(
 
     data = await _read_upload(file, svc)
     ring, owners = _ring(svc, key_id, provider)
-    det = await run_in_threadpool(lambda: ImageDetector(keys=ring).detect_bytes(data, name=file.filename or "upload"))
+    det = await run_in_threadpool(svc.detect, lambda: ImageDetector(keys=ring).detect_bytes(data, name=file.filename or "upload"))
     out = _shape(det, owners, svc.repo.tenant_names(), principal)
     key_seen = det.key_id if out["detail"] == "owner" else None  # which key matched is the owner's to know
     await run_in_threadpool(_audit, svc, principal, request, "image", det.verdict.value, key_seen, data)
@@ -173,6 +174,7 @@ async def verify_file(
     tokenizer = svc.tokenizer() if is_text and ring is not None else None
     store = DBManifestStore(svc.engine)
     result = await run_in_threadpool(
+        svc.detect,
         lambda: verify_bytes(
             data,
             name=file.filename or "upload",
@@ -180,7 +182,7 @@ async def verify_file(
             trust_pem=svc.settings.trust_anchors_pem,
             store=store,
             tokenizer=tokenizer,
-        )
+        ),
     )
     out = result.to_dict()
     key_seen = None
