@@ -5,6 +5,11 @@ from __future__ import annotations
 
 import io
 import secrets
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -86,3 +91,30 @@ def build_env(url: str, root: Path, **overrides: Any) -> Env:
         r = client.post("/v1/keys", json={"key": key.to_json()}, headers=headers)
         assert r.status_code == 201, r.text
     return Env(client, app, admin, acme, other, checker, acme_key, other_key, root)
+
+
+@contextmanager
+def live_server(app: Any, *, timeout_s: float = 30.0) -> Iterator[str]:
+    """Serve ``app`` with a real uvicorn server on a free local port in a background thread;
+    yields its base URL and stops it (finishing requests in flight) on exit."""
+    import uvicorn
+
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    config = uvicorn.Config(app, log_level="warning", lifespan="off", backlog=512, timeout_keep_alive=60)
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name="uvicorn", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + timeout_s
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            raise RuntimeError("the uvicorn test server did not start")
+        time.sleep(0.02)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout_s)
+        sock.close()

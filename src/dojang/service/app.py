@@ -5,10 +5,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+import os
 import threading
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, TypeVar
 
 from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.responses import JSONResponse, Response
@@ -22,6 +23,8 @@ from dojang.service.repo import Principal, Repo
 __all__ = ["create_app"]
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 
 class RateLimiter:
@@ -54,9 +57,18 @@ class Services:
         upgrade(self.engine)
         self.repo = Repo(self.engine, settings.master_key)
         self.limiter = RateLimiter()
+        # Detection is CPU-bound: at most one per core runs at a time, the rest wait their turn in
+        # arrival order. Unbounded, 50 clients time-share the cores and the unlucky ones pass the
+        # request timeout (504) while the others finish; queued, every request finishes in turn.
+        self.detect_gate = threading.Semaphore(settings.detect_workers or os.cpu_count() or 1)
         self._lock = threading.Lock()
         self._tokenizer: Any = None
         self._model: Any = None
+
+    def detect(self, work: Callable[[], T]) -> T:
+        """Run one CPU-bound verification under the detection gate (call it from a worker thread)."""
+        with self.detect_gate:
+            return work()
 
     def tokenizer(self) -> Any:
         with self._lock:
@@ -165,10 +177,17 @@ def create_app(settings: Settings) -> FastAPI:
         except TimeoutError:
             return JSONResponse({"detail": "the request took too long"}, status_code=504)
 
+    from fastapi.exceptions import RequestValidationError
+    from starlette.exceptions import HTTPException as StarletteHTTPException
+
+    from dojang.service.inputs import ErrorResponse, http_error_with_utf8_detail, validation_error
+
+    app.add_exception_handler(StarletteHTTPException, http_error_with_utf8_detail)  # type: ignore[arg-type]
+    app.add_exception_handler(RequestValidationError, validation_error)  # type: ignore[arg-type]
     for exc_type, status in ERROR_STATUS:
 
         def handler(request: Request, exc: Exception, status: int = status) -> JSONResponse:
-            return JSONResponse({"detail": str(exc)}, status_code=status)
+            return ErrorResponse({"detail": str(exc)}, status_code=status)
 
         app.add_exception_handler(exc_type, handler)
 

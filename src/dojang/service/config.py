@@ -52,6 +52,7 @@ class Settings:
     public_tier: bool = True  # anonymous verdict-only checks (the public page); off = every API call needs a token
     trust_anchors_pem: str | None = None
     request_timeout_s: float = 60.0
+    detect_workers: int = 0  # detections that run at once, in arrival order (0: one per CPU core)
 
     def __repr__(self) -> str:  # never the master key
         return f"Settings(database_url={_redact_url(self.database_url)!r}, dev={self.dev}, public_tier={self.public_tier})"
@@ -92,6 +93,7 @@ class Settings:
             max_text_chars=number("DOJANG_MAX_TEXT_CHARS", 100_000),
             rate_per_minute=number("DOJANG_RATE_PER_MINUTE", 120),
             anonymous_rate_per_minute=number("DOJANG_ANONYMOUS_RATE_PER_MINUTE", 20),
+            detect_workers=number("DOJANG_DETECT_WORKERS", 0),
             public_tier=env.get("DOJANG_PUBLIC_TIER", "on").lower() not in ("0", "off", "false", "no"),
             trust_anchors_pem=trust,
         )

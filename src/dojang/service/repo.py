@@ -20,6 +20,7 @@ from dojang.keys import Key, KeyRing
 from dojang.provenance import ManifestRecord, TextRecord
 from dojang.service import db
 from dojang.service.crypto import hash_token, new_token, open_secret, seal_secret
+from dojang.service.inputs import clean_stored_text
 
 __all__ = ["DBManifestStore", "KeyInfo", "Principal", "Repo"]
 
@@ -222,7 +223,7 @@ class Repo:
         content: str | None,
         client: str | None,
     ) -> None:
-        keep = content if principal is not None and principal.store_content else None
+        keep = clean_stored_text(content) if content is not None and principal is not None and principal.store_content else None
         with self.engine.begin() as conn:
             conn.execute(
                 insert(db.audit).values(

@@ -10,19 +10,20 @@ from pydantic import BaseModel, Field
 from dojang.errors import DojangKeyError
 from dojang.keys import generate_key, parse_key
 from dojang.service.app import Services, require_admin, require_principal, require_provider, services
+from dojang.service.inputs import Identifier, UnicodeText
 from dojang.service.repo import Principal
 
 router = APIRouter(prefix="/v1", tags=["keys"])
 
 
 class TenantRequest(BaseModel):
-    name: str = Field(min_length=1, max_length=200)
-    kind: str = Field(description="provider (owns keys) or verifier (asks for verdicts)")
+    name: Identifier = Field(min_length=1, max_length=200)
+    kind: Identifier = Field(description="provider (owns keys) or verifier (asks for verdicts)")
     store_content: bool = Field(default=False, description="Keep checked content in the audit log (default: only its hash).")
 
 
 class KeyRequest(BaseModel):
-    key: str | None = Field(default=None, description="A key file's content (from `dojang keygen`) to upload.")
+    key: UnicodeText | None = Field(default=None, description="A key file's content (from `dojang keygen`) to upload.")
     export: bool = Field(default=False, description="When generating: return the key file once, to stamp locally too.")
 
 
@@ -75,7 +76,7 @@ def _owned(svc: Services, principal: Principal, key_id: str) -> None:
 
 @router.post("/keys/{key_id}/retire")
 def retire_key(
-    key_id: str, svc: Services = Depends(services), principal: Principal = Depends(require_provider)
+    key_id: Identifier, svc: Services = Depends(services), principal: Principal = Depends(require_provider)
 ) -> dict[str, Any]:
     """Stop stamping with a key; detection keeps trying it for old content."""
     _owned(svc, principal, key_id)
@@ -86,7 +87,7 @@ def retire_key(
 
 @router.post("/keys/{key_id}/rotate", status_code=201)
 def rotate_key(
-    key_id: str, svc: Services = Depends(services), principal: Principal = Depends(require_provider)
+    key_id: Identifier, svc: Services = Depends(services), principal: Principal = Depends(require_provider)
 ) -> dict[str, Any]:
     """Retire ``key_id`` and generate its successor."""
     _owned(svc, principal, key_id)

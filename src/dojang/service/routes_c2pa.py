@@ -15,14 +15,15 @@ from pydantic import BaseModel
 
 from dojang.provenance import SOFT_BINDING_ALG
 from dojang.service.app import Services, require_principal, services
+from dojang.service.inputs import Identifier
 from dojang.service.repo import DBManifestStore, Principal
 
 router = APIRouter(tags=["c2pa"])
 
 
 class BindingQuery(BaseModel):
-    alg: str
-    value: str
+    alg: Identifier
+    value: Identifier
 
 
 def _content_id(value: str) -> str:
@@ -57,7 +58,7 @@ def supported(_: Principal = Depends(require_principal)) -> dict[str, Any]:
 
 @router.get("/matches/byBinding")
 def matches_get(
-    alg: str, value: str, svc: Services = Depends(services), _: Principal = Depends(require_principal)
+    alg: Identifier, value: Identifier, svc: Services = Depends(services), _: Principal = Depends(require_principal)
 ) -> dict[str, Any]:
     return _matches(svc, alg, value)
 
@@ -70,7 +71,7 @@ def matches_post(
 
 
 @router.get("/manifests/{manifest_id}", response_class=Response, responses={200: {"content": {"application/c2pa": {}}}})
-def manifest(manifest_id: str, svc: Services = Depends(services), _: Principal = Depends(require_principal)) -> Response:
+def manifest(manifest_id: Identifier, svc: Services = Depends(services), _: Principal = Depends(require_principal)) -> Response:
     """The signed manifest store (JUMBF, ``application/c2pa``) filed under ``manifest_id``."""
     record = DBManifestStore(svc.engine).get_manifest(manifest_id)
     if record is None:

@@ -12,6 +12,7 @@ from pydantic import BaseModel, Field
 
 from dojang.keys import KeyRing
 from dojang.service.app import Services, client_of, public_principal, require_provider, services
+from dojang.service.inputs import Identifier, UnicodeText
 from dojang.service.repo import DBManifestStore, Principal
 from dojang.stats import Detection, Verdict
 
@@ -19,18 +20,18 @@ router = APIRouter(prefix="/v1")
 
 
 class TextDetectRequest(BaseModel):
-    text: str = Field(description="The text to check (UTF-8).")
-    key_id: str | None = Field(default=None, description="Check only this key.")
-    provider: str | None = Field(default=None, description="Check only this provider's keys (tenant name).")
-    prompt: str | None = Field(default=None, description="The prompt the text answered (context only).")
+    text: UnicodeText = Field(description="The text to check (UTF-8).")
+    key_id: Identifier | None = Field(default=None, description="Check only this key.")
+    provider: Identifier | None = Field(default=None, description="Check only this provider's keys (tenant name).")
+    prompt: UnicodeText | None = Field(default=None, description="The prompt the text answered (context only).")
 
 
 class GenerateRequest(BaseModel):
-    prompt: str
+    prompt: UnicodeText
     max_new_tokens: int = Field(default=200, ge=1, le=512)
     temperature: float = Field(default=0.7, gt=0.0, le=2.0)
-    scheme: str = "default"
-    key_id: str | None = None
+    scheme: Identifier = "default"
+    key_id: Identifier | None = None
     seed: int | None = None
 
 
@@ -111,7 +112,8 @@ def text_detect(
     if not body.text.strip():
         raise HTTPException(422, "the text is empty")
     ring, owners = _ring(svc, body.key_id, body.provider)
-    det = TextDetector(keys=ring, tokenizer=svc.tokenizer()).detect(body.text, prompt=body.prompt)
+    tokenizer = svc.tokenizer()
+    det = svc.detect(lambda: TextDetector(keys=ring, tokenizer=tokenizer).detect(body.text, prompt=body.prompt))
     out = _shape(det, owners, svc.repo.tenant_names(), principal)
     _audit(
         svc,
@@ -130,8 +132,8 @@ def text_detect(
 async def image_detect(
     request: Request,
     file: UploadFile = File(...),
-    key_id: str | None = Form(None),
-    provider: str | None = Form(None),
+    key_id: Identifier | None = Form(None),
+    provider: Identifier | None = Form(None),
     svc: Services = Depends(services),
     principal: Principal | None = Depends(public_principal),
 ) -> dict[str, Any]:
@@ -142,9 +144,10 @@ async def image_detect(
 
     data = await _read_upload(file, svc)
     ring, owners = _ring(svc, key_id, provider)
-    det = await run_in_threadpool(lambda: ImageDetector(keys=ring).detect_bytes(data, name=file.filename or "upload"))
+    det = await run_in_threadpool(svc.detect, lambda: ImageDetector(keys=ring).detect_bytes(data, name=file.filename or "upload"))
     out = _shape(det, owners, svc.repo.tenant_names(), principal)
-    await run_in_threadpool(_audit, svc, principal, request, "image", det.verdict.value, det.key_id, data)
+    key_seen = det.key_id if out["detail"] == "owner" else None  # which key matched is the owner's to know
+    await run_in_threadpool(_audit, svc, principal, request, "image", det.verdict.value, key_seen, data)
     return out
 
 
@@ -152,8 +155,8 @@ async def image_detect(
 async def verify_file(
     request: Request,
     file: UploadFile = File(...),
-    key_id: str | None = Form(None),
-    provider: str | None = Form(None),
+    key_id: Identifier | None = Form(None),
+    provider: Identifier | None = Form(None),
     svc: Services = Depends(services),
     principal: Principal | None = Depends(public_principal),
 ) -> dict[str, Any]:
@@ -171,6 +174,7 @@ async def verify_file(
     tokenizer = svc.tokenizer() if is_text and ring is not None else None
     store = DBManifestStore(svc.engine)
     result = await run_in_threadpool(
+        svc.detect,
         lambda: verify_bytes(
             data,
             name=file.filename or "upload",
@@ -178,11 +182,13 @@ async def verify_file(
             trust_pem=svc.settings.trust_anchors_pem,
             store=store,
             tokenizer=tokenizer,
-        )
+        ),
     )
     out = result.to_dict()
+    key_seen = None
     if result.watermark is not None:
         out["watermark"] = _shape(result.watermark, owners, svc.repo.tenant_names(), principal)
+        key_seen = result.watermark.key_id if out["watermark"]["detail"] == "owner" else None
     text = data.decode("utf-8", "replace") if is_text else None
     await run_in_threadpool(
         _audit,
@@ -191,7 +197,7 @@ async def verify_file(
         request,
         "verify",
         result.state,
-        result.watermark.key_id if result.watermark is not None else None,
+        key_seen,
         data,
         text,
     )
@@ -251,8 +257,8 @@ def text_generate(
 async def image_stamp(
     request: Request,
     file: UploadFile = File(...),
-    generator: str = Form("unnamed AI generator"),
-    format: str = Form("png"),
+    generator: Identifier = Form("unnamed AI generator"),
+    format: Identifier = Form("png"),
     svc: Services = Depends(services),
     principal: Principal = Depends(require_provider),
 ) -> Response:
