@@ -90,3 +90,13 @@ def test_key_ring_dedupes_and_rejects_empty() -> None:
         KeyRing([])
     with pytest.raises(DojangKeyError):
         KeyRing(["not a key"])  # type: ignore[list-item]
+
+
+def test_parse_key_rejects_text_that_is_not_unicode() -> None:
+    import pytest
+
+    from dojang.errors import DojangKeyError
+    from dojang.keys import parse_key
+
+    with pytest.raises(DojangKeyError, match="not a dojang key file"):
+        parse_key("\ud800 broken")

@@ -310,11 +310,45 @@ def test_generate_with_the_real_model_then_verify_the_text(tmp_path) -> None:  #
     e = build_env(f"sqlite:///{tmp_path / 's.sqlite3'}", tmp_path)
     c = e.client
     assert c.post("/v1/text/generate", json={"prompt": "hi"}, headers=e.checker).status_code == 403
-    r = c.post("/v1/text/generate", json={"prompt": "Write a short paragraph about rivers.", "max_new_tokens": 80,
-                                          "temperature": 1.0, "seed": 3}, headers=e.acme)
+    r = c.post(
+        "/v1/text/generate",
+        json={"prompt": "Write a short paragraph about rivers.", "max_new_tokens": 80, "temperature": 1.0, "seed": 3},
+        headers=e.acme,
+    )
     assert r.status_code == 200, r.text
     gen = r.json()
     assert gen["key_id"] == e.acme_key.key_id and gen["entry_id"].startswith("txt-")
     v = c.post("/v1/verify", files={"file": ("answer.txt", gen["text"].encode(), "text/plain")}).json()
     assert v["state"] == "recovered" and v["kind"] == "text" and v["recovered_from"]["entry_id"] == gen["entry_id"]
     assert v["watermark"] == {"verdict": "detected", "provider": "acme-ai", "detail": "verdict"}
+
+
+def test_rejected_key_upload_is_not_echoed_back(env) -> None:  # type: ignore[no-untyped-def]
+    secret_like = "f" * 64
+    r = env.client.post("/v1/keys", json={"key": {"secret": secret_like}}, headers=env.acme)  # wrong type: an object
+    assert r.status_code == 422 and secret_like not in r.text
+
+
+def test_verify_with_an_unknown_key_is_404(env) -> None:  # type: ignore[no-untyped-def]
+    r = env.client.post(
+        "/v1/verify", files={"file": ("a.txt", HUMAN_EN.encode(), "text/plain")}, data={"key_id": "dk-0000000000000000"}
+    )
+    assert r.status_code == 404
+
+
+def test_der_signing_chain_is_accepted(env, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from cryptography.hazmat.primitives import serialization
+
+    from dojang.provenance import load_chain
+
+    chain = env.extras["chain"]
+    leaf = load_chain(chain.chain)[0]
+    der = leaf.public_bytes(serialization.Encoding.DER)  # a lone DER leaf: checked, then refused in words (no issuer)
+    r = env.client.put(
+        "/v1/signing-key", files={"chain": ("c.der", der), "key": ("k.pem", chain.signing_key.read_bytes())}, headers=env.other
+    )
+    assert r.status_code == 200, r.text
+    stored = env.app.state.services.repo.signing_key(
+        env.app.state.services.repo.authenticate(env.other["Authorization"].split()[1]).tenant_id
+    )
+    assert stored is not None and stored[0].startswith("-----BEGIN CERTIFICATE-----")

@@ -121,7 +121,10 @@ def load_key(path: str | os.PathLike[str]) -> Key:
 def parse_key(raw: bytes | str, *, source: str = "key") -> Key:
     """A key from the content of a key file (as :meth:`Key.to_json` writes it); ``source`` names it in errors."""
     if isinstance(raw, str):
-        raw = raw.encode("utf-8")
+        try:
+            raw = raw.encode("utf-8")
+        except UnicodeEncodeError:
+            raise DojangKeyError(f"{source}: not a dojang key file (not valid Unicode text)") from None
     try:
         data = json.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError):

@@ -77,5 +77,7 @@ class ErrorResponse(JSONResponse):
 
 
 async def validation_error(request: Request, exc: RequestValidationError) -> Response:
-    """FastAPI's 422 for a request that does not match the schema, rendered safely."""
-    return ErrorResponse({"detail": jsonable_encoder(exc.errors())}, status_code=422)
+    """FastAPI's 422 for a request that does not match the schema, rendered safely: the offending
+    input is not echoed back (it may be a key file or someone's text), only where and why."""
+    errors = [{k: v for k, v in e.items() if k not in ("input", "ctx", "url")} for e in exc.errors()]
+    return ErrorResponse({"detail": jsonable_encoder(errors)}, status_code=422)

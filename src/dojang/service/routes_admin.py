@@ -113,7 +113,10 @@ async def put_signing_key(
     problems = check_chain(certs, private_key=key_pem)
     if problems:
         raise HTTPException(422, "the signing chain would be rejected: " + "; ".join(p.message for p in problems))
-    svc.repo.set_signing_key(principal.tenant_id, chain_pem.decode(), key_pem)
+    from cryptography.hazmat.primitives import serialization
+
+    pem = b"".join(c.public_bytes(serialization.Encoding.PEM) for c in certs)  # DER uploads are stored as PEM too
+    svc.repo.set_signing_key(principal.tenant_id, pem.decode(), key_pem)
     return {"ok": True, "certificates": len(certs)}
 
 

@@ -170,7 +170,7 @@ async def verify_file(
     is_text = data[:3] not in (b"\xff\xd8\xff", b"\x89PN", b"RIF")
     if is_text and len(data) > svc.settings.max_text_chars * 4:
         raise HTTPException(413, f"text longer than {svc.settings.max_text_chars} characters")
-    ring, owners = svc.repo.key_ring(key_id=key_id) if provider is None else _ring(svc, key_id, provider)
+    ring, owners = svc.repo.key_ring() if key_id is None and provider is None else _ring(svc, key_id, provider)
     tokenizer = svc.tokenizer() if is_text and ring is not None else None
     store = DBManifestStore(svc.engine)
     result = await run_in_threadpool(
