@@ -159,3 +159,79 @@ def test_extreme_p_values_stay_exact(tiny_model, tokenizer) -> None:
     assert result.log10_p_value < -60  # far below where erf-based p-values return 0
     assert math.isfinite(result.log10_p_value)
     assert result.to_dict()["log10_p_value"] == pytest.approx(result.log10_p_value)
+
+
+# -- the canonical form: invisible characters, full-width forms, whitespace, look-alikes ---------------
+def test_canonical_form_and_index_map() -> None:
+    from dojang.text._canonical import canonicalize
+
+    text = "Hello  world.\n\nA ｆｕｌｌ-width, zero\u200bwidth cаt; Москва stays Cyrillic."
+    canon, index = canonicalize(text)
+    assert canon == "Hello world. A full-width, zerowidth cat; Москва stays Cyrillic."
+    assert len(index) == len(canon) and index == sorted(index)
+    for i, ch in enumerate(canon):  # every canonical character comes from a source character that looks like it
+        src = text[index[i]]
+        assert ch == src or (ch == " " and src.isspace()) or unicodedata.normalize("NFKC", src) == ch or src in "аС"
+    plain = "Nothing to change here, in English or 한국어."
+    assert canonicalize(plain)[0] == plain
+
+
+@pytest.mark.parametrize(
+    ("name", "edit"),
+    [
+        (
+            "whitespace",
+            lambda t, r: "".join(("  ", "\n", "\t")[r.integers(0, 3)] if c == " " and r.random() < 0.5 else c for c in t),
+        ),
+        ("fullwidth", lambda t, r: "".join(chr(ord(c) + 0xFEE0) if "!" <= c <= "~" else c for c in t)),
+        ("zero_width", lambda t, r: "".join(c + "\u200b" if not c.isspace() and r.random() < 0.1 else c for c in t)),
+        (
+            "homoglyphs",
+            lambda t, r: "".join({"a": "а", "e": "е", "o": "о", "c": "с"}.get(c, c) if r.random() < 0.1 else c for c in t),
+        ),
+    ],
+)
+def test_invisible_edits_do_not_remove_the_mark(marked, tokenizer, name, edit) -> None:  # type: ignore[no-untyped-def]
+    from dojang.text._canonical import canonicalize
+
+    rng = np.random.default_rng(3)
+    # The tiny random model writes tokens from every script; take an answer that is already canonical
+    # (as a real model's English answer is) so that the edit is the only thing to undo.
+    text = next(g.text for gens in marked.values() for g in gens if canonicalize(g.text)[0] == g.text)
+    edited = edit(text, rng)
+    assert edited != text
+    strict = TextDetector(keys=fixed_key(0), tokenizer=tokenizer, canonical=False).detect(edited)
+    found = TextDetector(keys=fixed_key(0), tokenizer=tokenizer).detect(edited)
+    assert found.verdict is Verdict.DETECTED, name
+    assert found.log_p_value < strict.log_p_value
+    for span in found.spans:  # spans point into the text the caller gave
+        assert 0 <= span.start < span.end <= len(edited)
+
+
+def test_canonical_variant_costs_exactly_a_factor_two(marked, tokenizer) -> None:
+    from dojang.text._canonical import canonicalize
+
+    text = marked["gumbel"][0].text.replace(" ", "  ", 1)  # a canonical form that differs
+    on = TextDetector(keys=fixed_key(0), tokenizer=tokenizer, scan=False).detect(text)
+    raw = TextDetector(keys=fixed_key(0), tokenizer=tokenizer, scan=False, canonical=False).detect(text)
+    canon = TextDetector(keys=fixed_key(0), tokenizer=tokenizer, scan=False, canonical=False).detect(canonicalize(text)[0])
+    assert on.log_p_value == pytest.approx(min(raw.log_p_value, canon.log_p_value) + math.log(2))
+    same = next(g.text for gens in marked.values() for g in gens if canonicalize(g.text)[0] == g.text)
+    a = TextDetector(keys=fixed_key(0), tokenizer=tokenizer, scan=False).detect(same)
+    b = TextDetector(keys=fixed_key(0), tokenizer=tokenizer, scan=False, canonical=False).detect(same)
+    assert a.log_p_value == b.log_p_value  # nothing to canonicalise: no extra test, no factor
+
+
+def test_canonical_variant_keeps_human_text_calibrated(tokenizer) -> None:
+    """Human texts with invisible edits (so the second test always runs): p-values stay valid."""
+    from dojang.text.corpus import load_human_corpus
+
+    rng = np.random.default_rng(11)
+    texts = [d.text for d in load_human_corpus(langs=["en"])][:300]
+    det = TextDetector(keys=fixed_key(5), tokenizer=tokenizer, scan=False)
+    ps = []
+    for t in texts:
+        edited = "".join(c + "\u200b" if c.isalpha() and rng.random() < 0.05 else c for c in t[:1200])
+        ps.append(det.detect(edited).p_value)
+    ps_arr = np.asarray(ps)
+    assert (ps_arr <= 0.01).mean() <= 0.03 and (ps_arr <= 0.1).mean() <= 0.15

@@ -79,12 +79,12 @@ def test_scorer_finds_marked_texts_and_not_human_ones(marked, human, tok_json) -
 
 def test_a_row_depends_only_on_its_item(marked, human, tok_json, tokenizer) -> None:
     """Batching is for speed only: one item at a time gives the same rows, and the same verdict
-    and p-value as the single-document detector without the span scan."""
+    and p-value as the single-document detector without the span scan and the canonical form."""
     scorer = Scorer(keys=KEY, tokenizer_json=tok_json)
     items = [Item(str(i), "text", t) for i, t in enumerate([*marked[:3], *human[:12]])]
     together = scorer.score(items)
     assert together == [scorer.score([item])[0] for item in items]
-    single = TextDetector(keys=KEY, tokenizer=tokenizer, alpha=1e-9, scan=False)
+    single = TextDetector(keys=KEY, tokenizer=tokenizer, alpha=1e-9, scan=False, canonical=False)
     for item, row in zip(items, together, strict=True):
         det = single.detect(item.content)
         assert row.verdict == det.verdict.value and row.tokens_scored == det.tokens_scored

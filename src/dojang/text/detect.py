@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import unicodedata
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -20,6 +20,7 @@ from numpy.typing import NDArray
 from dojang.errors import ConfigError, InputError
 from dojang.keys import Key, KeyRing
 from dojang.stats import Detection, Span, decide
+from dojang.text._canonical import canonicalize
 from dojang.text._hash import key_words
 from dojang.text._scoring import (
     first_occurrences,
@@ -54,6 +55,7 @@ class TextDetector:
     every preset and scheme default). ``alpha``: the false-positive rate per document at which
     the verdict is ``detected``. ``min_tokens``: below this many scorable tokens a negative
     result is ``inconclusive``. ``scan``: also search for marked spans in mixed documents.
+    ``canonical``: also test the text's canonical form (see :meth:`detect`).
     """
 
     def __init__(
@@ -65,6 +67,7 @@ class TextDetector:
         alpha: float = DEFAULT_ALPHA,
         min_tokens: int = DEFAULT_MIN_TOKENS,
         scan: bool = True,
+        canonical: bool = True,
     ) -> None:
         if not 0.0 < alpha < 1.0:
             raise ConfigError(f"alpha must lie strictly between 0 and 1, got {alpha}")
@@ -78,6 +81,7 @@ class TextDetector:
         self.alpha = alpha
         self.min_tokens = min_tokens
         self.scan = scan
+        self.canonical = canonical
         self._words = {(k.key_id, c.scheme): key_words(k, c.scheme) for k in self.keys for c in self.configs}
 
     @property
@@ -121,9 +125,36 @@ class TextDetector:
 
     # -- detection -----------------------------------------------------------------------------
     def detect(self, text: str, *, prompt: str | None = None) -> Detection:
-        """Detect in one text. ``prompt``, when given, is used as context only and never scored."""
+        """Detect in one text. ``prompt``, when given, is used as context only and never scored.
+
+        With ``canonical`` on (the default), a text whose canonical form differs (invisible
+        characters, full-width forms, whitespace runs, mixed-script look-alikes; see
+        :mod:`dojang.text._canonical`) is also tested in that form, and the smaller p-value is
+        doubled: two tests, chosen by the text alone, so the bound holds whatever the key."""
         enc = self.encode(text, prompt=prompt)
-        return self.detect_ids(enc.ids, prompt_length=enc.start, offsets=enc.offsets)
+        det = self.detect_ids(enc.ids, prompt_length=enc.start, offsets=enc.offsets)
+        if not self.canonical:
+            return det
+        nfc = normalize(text)
+        canon, index = canonicalize(nfc)
+        if canon == nfc or not canon.strip() or normalize(canon) != canon:
+            return det
+        cprompt = canonicalize(normalize(prompt))[0] if prompt else None
+        enc2 = self.encode(canon, prompt=cprompt)
+        det2 = self.detect_ids(enc2.ids, prompt_length=enc2.start, offsets=enc2.offsets)
+        chosen = det if det.log_p_value <= det2.log_p_value else det2
+        log_p = min(0.0, chosen.log_p_value + math.log(2.0))
+        spans = chosen.spans
+        if chosen is det2:  # canonical offsets -> offsets into the (NFC) text the caller gave
+            spans = tuple(
+                Span(start=index[sp.start], end=index[sp.end - 1] + 1, log_p_value=min(0.0, sp.log_p_value + math.log(2.0)))
+                for sp in det2.spans
+                if sp.end > sp.start
+            )
+        else:
+            spans = tuple(Span(start=sp.start, end=sp.end, log_p_value=min(0.0, sp.log_p_value + math.log(2.0))) for sp in spans)
+        verdict = decide(log_p, alpha=self.alpha, tokens_scored=chosen.tokens_scored, min_tokens=self.min_tokens)
+        return replace(chosen, log_p_value=log_p, verdict=verdict, spans=spans)
 
     def detect_ids(
         self,
