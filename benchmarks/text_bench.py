@@ -25,29 +25,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from dojang.bench._text import PROMPTS
 from dojang.keys import Key
 from dojang.keys._keys import _key_id_for
 from dojang.text import TextDetector, generate_batch, known_configs
 from dojang.text.models import load_model
 
-PROMPTS_EN = [
-    "Write a short story about a lighthouse keeper.",
-    "Explain how vaccines work.",
-    "Describe your favourite city and why you love it.",
-    "What is the history of tea?",
-    "Give advice to a new programmer.",
-    "Why is the sky blue?",
-    "Describe a rainy afternoon in a small town.",
-    "How do bees make honey?",
-    "Write a letter to your future self.",
-    "What are the benefits of regular exercise?",
-    "Explain the rules of chess to a beginner.",
-    "Tell me about the Roman Empire.",
-    "How does a computer work?",
-    "Write a poem about autumn leaves.",
-    "What makes a good leader?",
-    "Describe the ocean at night.",
-]
+PROMPTS_EN = list(PROMPTS)  # the workbench's English prompts: one list for both
 PROMPTS_KO = [
     "서울의 역사에 대해 설명해 주세요.",
     "비 오는 날에 대한 짧은 이야기를 써 주세요.",

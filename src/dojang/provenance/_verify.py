@@ -78,6 +78,25 @@ def text_sha256(text: str) -> str:
     return hashlib.sha256(normalize(text).strip().encode()).hexdigest()
 
 
+def _no_credential(
+    watermark: Detection | None, reason: str, kind: str, recovered_from: dict[str, Any] | None = None
+) -> Verification:
+    """Neither a manifest nor a recovered one: AI-generated only when a watermark says so, else unknown."""
+    marked = watermark is not None and watermark.verdict is Verdict.DETECTED
+    return Verification(
+        state="no_credential",
+        ai_generated=True if marked else None,
+        signer=None,
+        signed_at=None,
+        actions=[],
+        watermark=watermark,
+        recovered_from=recovered_from,
+        validation_codes=[],
+        reason=reason,
+        kind=kind,
+    )
+
+
 def _signer(view: ManifestView) -> dict[str, Any]:
     return {"name": view.signer, "issuer": view.issuer, "trusted": view.trusted_signer}
 
@@ -217,18 +236,7 @@ def _verify_image(
             else "no C2PA manifest (no watermark keys given, so no watermark check)"
         )
         reason += "; this does not mean the image was made by a person"
-    return Verification(
-        state="no_credential",
-        ai_generated=True if marked else None,
-        signer=None,
-        signed_at=None,
-        actions=[],
-        watermark=watermark,
-        recovered_from=recovered_from,
-        validation_codes=[],
-        reason=reason,
-        kind="image",
-    )
+    return _no_credential(watermark, reason, "image", recovered_from)
 
 
 def _recover_image(
@@ -327,18 +335,7 @@ def _verify_text(text: str, *, name: str, keys: KeyRing | None, store: ManifestS
         reason = (
             "no watermark under the given keys" if keys is not None else "no watermark keys given"
         ) + "; this does not mean a person wrote the text"
-    return Verification(
-        state="no_credential",
-        ai_generated=True if marked else None,
-        signer=None,
-        signed_at=None,
-        actions=[],
-        watermark=watermark,
-        recovered_from=None,
-        validation_codes=[],
-        reason=reason,
-        kind="text",
-    )
+    return _no_credential(watermark, reason, "text")
 
 
 def _match_text(text: str, key_id: str, store: ManifestStore) -> tuple[TextRecord, dict[str, Any]] | None:
