@@ -42,24 +42,16 @@ def canonicalize(text: str) -> tuple[str, list[int]]:
     for i, ch in enumerate(text):
         if ch in INVISIBLE:
             continue
-        if ch.isspace():
-            _fix_word(chars, word_start)
-            if not chars or chars[-1] != " ":
-                chars.append(" ")
-                index.append(i)
-            word_start = len(chars)
-            continue
-        folded = unicodedata.normalize("NFKC", ch) if not ch.isascii() else ch
-        for f in folded:
-            if f.isspace():  # NFKC can produce spaces (e.g. U+3000): treat as whitespace
+        for f in ch if ch.isascii() else unicodedata.normalize("NFKC", ch):
+            if f.isspace():  # any whitespace, also what NFKC makes of U+3000 or NBSP: one space per run
                 _fix_word(chars, word_start)
                 if not chars or chars[-1] != " ":
                     chars.append(" ")
                     index.append(i)
                 word_start = len(chars)
-                continue
-            chars.append(f)
-            index.append(i)
+            else:
+                chars.append(f)
+                index.append(i)
     _fix_word(chars, word_start)
     return "".join(chars), index
 
