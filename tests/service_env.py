@@ -67,7 +67,8 @@ def png_bytes(im: Image.Image) -> bytes:
     return buf.getvalue()
 
 
-def build_env(url: str, root: Path, **overrides: Any) -> Env:
+def build_env(url: str, root: Path, *, keys: tuple[Any, Any] | None = None, **overrides: Any) -> Env:
+    """``keys``: (acme's, other's) watermark keys; fresh random ones when not given."""
     from fastapi.testclient import TestClient
 
     from dojang.keys import generate_key
@@ -86,7 +87,7 @@ def build_env(url: str, root: Path, **overrides: Any) -> Env:
         return bearer(r.json()["token"])
 
     acme, other, checker = tenant("acme-ai", "provider"), tenant("other-ai", "provider"), tenant("newsroom", "verifier")
-    acme_key, other_key = generate_key(), generate_key()
+    acme_key, other_key = keys if keys is not None else (generate_key(), generate_key())
     for headers, key in ((acme, acme_key), (other, other_key)):
         r = client.post("/v1/keys", json={"key": key.to_json()}, headers=headers)
         assert r.status_code == 201, r.text
