@@ -16,7 +16,6 @@ from typing import Any
 from dojang.scan._deps import require
 from dojang.scan._inputs import Shard, read
 from dojang.scan._score import Scorer
-from dojang.scan._store import rows_to_table
 
 log = logging.getLogger(__name__)
 
@@ -26,14 +25,14 @@ ENGINES = ("local", "ray")
 
 def score_shard(scorer: Scorer, shard: Shard) -> Any:
     """Read ``shard`` and score it: a pyarrow table with one row per item, in order."""
-    rows = scorer.score(read(shard))
-    if len(rows) != shard.count:  # an input changed under us: refuse rather than misnumber
+    table = scorer.score_table(read(shard))
+    if table.num_rows != shard.count:  # an input changed under us: refuse rather than misnumber
         from dojang.errors import InputError
 
         raise InputError(
-            f"{shard.source}: expected {shard.count} items in shard {shard.index}, read {len(rows)}; did the input change?"
+            f"{shard.source}: expected {shard.count} items in shard {shard.index}, read {table.num_rows}; did the input change?"
         )
-    return rows_to_table(rows)
+    return table
 
 
 # -- local: a process pool on this machine ------------------------------------------------------

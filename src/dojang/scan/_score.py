@@ -75,6 +75,33 @@ class ScanRow:
 ROW_FIELDS = ("id", "kind", "verdict", "p_value", "log10_p_value", "key_id", "scheme", "tokens_scored", "payload", "error")
 
 
+class Rows:
+    """The rows of one batch, column by column: what a scan writes, without a Python object per
+    row on the fast path. :meth:`to_rows` gives :class:`ScanRow` objects, :meth:`to_table` the
+    pyarrow table (schema of :func:`dojang.scan._store.rows_to_table`)."""
+
+    def __init__(self, n: int) -> None:
+        import numpy as np
+
+        self.n = n
+        self.columns = {name: np.empty(n, dtype=object) for name in ROW_FIELDS}  # None everywhere
+
+    def put(self, i: int, row: ScanRow) -> None:
+        for name in ROW_FIELDS:
+            self.columns[name][i] = getattr(row, name)
+
+    def to_rows(self) -> list[ScanRow]:
+        return [ScanRow(*values) for values in zip(*(self.columns[name].tolist() for name in ROW_FIELDS), strict=True)]
+
+    def to_table(self) -> Any:
+        import pyarrow as pa
+
+        from dojang.scan._store import row_schema
+
+        schema = row_schema()
+        return pa.table({f.name: pa.array(self.columns[f.name], type=f.type) for f in schema}, schema=schema)
+
+
 @dataclass(frozen=True)
 class Scorer:
     """What a scan checks for, in a picklable form that every worker (a local process or a Ray
@@ -127,7 +154,11 @@ class Scorer:
 
     def score(self, items: Sequence[Item]) -> list[ScanRow]:
         """Score ``items`` (in order; one row each)."""
-        return _runtime(self).score(items)
+        return _runtime(self).score_rows(items).to_rows()
+
+    def score_table(self, items: Sequence[Item]) -> Any:
+        """The same rows as :meth:`score`, as a pyarrow table (what scans write; faster)."""
+        return _runtime(self).score_rows(items).to_table()
 
 
 def default_tokenizer_json() -> str:
@@ -154,12 +185,74 @@ def _runtime(scorer: Scorer) -> _Runtime:
     return rt
 
 
+_SEEDING = {"lefthash": 0, "minhash": 1, "selfhash": 2}
+
+
+def _compiled_configs(detector: Any) -> list[tuple[int, int, int, int, int, int, int]] | None:
+    """The detector's (key, configuration) pairs as the compiled scorer's tuples, in the order
+    :meth:`~dojang.text.TextDetector.detect_batch` tries them; None when one is not supported."""
+    from dojang.text.config import GumbelConfig, KGWConfig, SynthIDConfig
+
+    out = []
+    for key in detector.keys:
+        for cfg in detector.configs:
+            words = detector._words[(key.key_id, cfg.scheme)]
+            if isinstance(cfg, KGWConfig):
+                kind, param = 0, cfg.green_threshold
+            elif isinstance(cfg, SynthIDConfig):
+                kind, param = 1, cfg.layers
+            elif isinstance(cfg, GumbelConfig):
+                kind, param = 2, 0
+            else:
+                return None
+            out.append((cfg.context_width, _SEEDING[cfg.seeding], kind, param, words[0], words[1], words[2]))
+    return out
+
+
+def whole_document_rows(detector: Any, fast: Any, ids: Any, lengths: Any, rows: Rows, at: Any) -> None:
+    """Fill ``rows`` at indices ``at`` for text items whose token ids are ``ids`` (all documents
+    concatenated) with ``lengths`` ids each: the whole-document test of
+    :meth:`~dojang.text.TextDetector.detect_batch`, scored by the compiled loop ``fast.score``."""
+    import numpy as np
+
+    configs = _compiled_configs(detector)
+    assert configs is not None
+    pairs = [(k, c) for k in detector.keys for c in detector.configs]
+    nd = len(at)
+    offsets = np.zeros(nd + 1, dtype=np.int64)
+    np.cumsum(lengths, out=offsets[1:])
+    totals = np.zeros((len(pairs), nd))
+    counts = np.zeros((len(pairs), nd), dtype=np.int64)
+    fast.score(np.ascontiguousarray(ids, dtype=np.int64), offsets, configs, totals, counts)
+    log_tests = math.log(detector.tests)
+    best_lp = np.zeros(nd)
+    best_idx = np.zeros(nd, dtype=np.int64)
+    for j, (_, cfg) in enumerate(pairs):
+        lp = np.minimum(cfg.log_tail(totals[j], counts[j]) + log_tests, 0.0)
+        better = (lp < best_lp) if j else np.ones(nd, dtype=bool)
+        best_lp = np.where(better, lp, best_lp)
+        best_idx = np.where(better, j, best_idx)
+    best_n = counts[best_idx, np.arange(nd)]
+    detected = best_lp <= math.log(detector.alpha)
+    cols = rows.columns
+    cols["kind"][at] = "text"
+    cols["verdict"][at] = np.where(detected, "detected", np.where(best_n < detector.min_tokens, "inconclusive", "not_detected"))
+    with np.errstate(under="ignore"):
+        cols["p_value"][at] = np.where(best_lp > -745.0, np.exp(best_lp), 0.0)  # as stats.to_p_value
+    cols["log10_p_value"][at] = best_lp / math.log(10.0)
+    key_ids = np.asarray([key.key_id for key, _ in pairs], dtype=object)
+    cols["key_id"][at] = np.where(detected, key_ids[best_idx], None)
+    cols["scheme"][at] = np.asarray([cfg.scheme for _, cfg in pairs], dtype=object)[best_idx]
+    cols["tokens_scored"][at] = best_n
+
+
 class _Runtime:
     def __init__(self, scorer: Scorer) -> None:
         self.scorer = scorer
         self._text: Any = None
         self._tokenizer: Any = None
         self._encode: Any = None
+        self._fast: Any = None  # the compiled loops, when built (dojang.scan._fast)
         self._image: Any = None
 
     # -- text --------------------------------------------------------------------------------
@@ -171,11 +264,11 @@ class _Runtime:
             from dojang.text.detect import TextDetector
 
             s = self.scorer
-            from dojang.scan._tokenize import fast_encoder
+            from dojang.scan._tokenize import compiled, flat_encoder
 
             spec = s.tokenizer_json or default_tokenizer_json()
             self._tokenizer = Tokenizer.from_str(spec)
-            self._encode = fast_encoder(self._tokenizer, spec)
+            self._encode = flat_encoder(self._tokenizer, spec)
             self._text = TextDetector(
                 keys=s.keys,
                 tokenizer=self._tokenizer,
@@ -184,35 +277,54 @@ class _Runtime:
                 min_tokens=s.min_tokens,
                 scan=s.spans,
             )
+            self._fast = compiled() if _compiled_configs(self._text) is not None else None
         return self._text, self._tokenizer
 
-    def _score_texts(self, items: list[Item]) -> list[ScanRow]:
+    def _score_texts(self, items: Sequence[Item], rows: Rows, at: Sequence[int]) -> None:
+        """Score the text ``items`` into ``rows`` at the indices ``at``."""
         import numpy as np
 
         from dojang.text.detect import normalize
 
         detector, tokenizer = self._text_detector()
-        rows: list[ScanRow | None] = [None] * len(items)
         todo: list[int] = []
         texts: list[str] = []
-        for i, item in enumerate(items):
+        for i, item in zip(at, items, strict=True):
             text = normalize(item.content) if isinstance(item.content, str) else None
             if text is None or not text.strip():
-                rows[i] = ScanRow.failed(item.item_id, "text", "the text is empty")
+                rows.put(i, ScanRow.failed(item.item_id, "text", "the text is empty"))
                 continue
             todo.append(i)
             texts.append(text)
-        if texts:
-            if self.scorer.spans:
-                encoded = tokenizer.encode_batch(texts, add_special_tokens=False)
-                for i, enc in zip(todo, encoded, strict=True):
-                    det = detector.detect_ids(np.asarray(enc.ids, dtype=np.int64), offsets=np.asarray(enc.offsets).reshape(-1, 2))
-                    rows[i] = ScanRow.from_detection(items[i].item_id, "text", det)
-            else:
-                ids = [np.asarray(x, dtype=np.int64) for x in self._encode(texts)]
-                for i, det in zip(todo, detector.detect_batch(ids), strict=True):
-                    rows[i] = ScanRow.from_detection(items[i].item_id, "text", det)
-        return [r for r in rows if r is not None]
+        if not texts:
+            return
+        try:
+            if not self.scorer.spans:
+                ids, lengths = self._encode(texts)
+        except UnicodeEncodeError:  # a lone surrogate (JSON allows "\ud800"): not text
+            valid = []
+            for i, text in zip(todo, texts, strict=True):
+                try:
+                    text.encode("utf-8")
+                    valid.append((i, text))
+                except UnicodeEncodeError:
+                    rows.put(i, ScanRow.failed(rows.columns["id"][i], "text", "the text is not valid Unicode (a lone surrogate)"))
+            todo, texts = [i for i, _ in valid], [t for _, t in valid]
+            if not texts:
+                return
+            if not self.scorer.spans:
+                ids, lengths = self._encode(texts)
+        if self.scorer.spans:
+            encoded = tokenizer.encode_batch(texts, add_special_tokens=False)
+            for i, enc in zip(todo, encoded, strict=True):
+                det = detector.detect_ids(np.asarray(enc.ids, dtype=np.int64), offsets=np.asarray(enc.offsets).reshape(-1, 2))
+                rows.put(i, ScanRow.from_detection(rows.columns["id"][i], "text", det))
+        elif self._fast is not None:
+            whole_document_rows(detector, self._fast, ids, lengths, rows, np.asarray(todo, dtype=np.int64))
+        else:
+            docs = np.split(ids, np.cumsum(lengths)[:-1]) if len(texts) > 1 else [ids]
+            for i, det in zip(todo, detector.detect_batch(docs), strict=True):
+                rows.put(i, ScanRow.from_detection(rows.columns["id"][i], "text", det))
 
     # -- images ------------------------------------------------------------------------------
     def _score_image(self, item: Item) -> ScanRow:
@@ -228,17 +340,20 @@ class _Runtime:
         return ScanRow.from_detection(item.item_id, "image", det)
 
     # -- both --------------------------------------------------------------------------------
-    def score(self, items: Iterable[Item]) -> list[ScanRow]:
+    def score_rows(self, items: Iterable[Item]) -> Rows:
         items = list(items)
-        out: list[ScanRow | None] = [None] * len(items)
-        text_idx = [i for i, it in enumerate(items) if it.error is None and it.kind == "text"]
+        rows = Rows(len(items))
+        rows.columns["id"][:] = [item.item_id for item in items]
+        text_idx = []
         for i, item in enumerate(items):
             if item.error is not None:
-                out[i] = ScanRow.failed(item.item_id, item.kind, item.error)
+                rows.put(i, ScanRow.failed(item.item_id, item.kind, item.error))
             elif item.kind == "image":
-                out[i] = self._score_image(item)
-            elif item.kind != "text":
-                out[i] = ScanRow.failed(item.item_id, item.kind, f"unknown item kind {item.kind!r}")
-        for i, row in zip(text_idx, self._score_texts([items[i] for i in text_idx]), strict=True):
-            out[i] = row
-        return [r for r in out if r is not None]
+                rows.put(i, self._score_image(item))
+            elif item.kind == "text":
+                text_idx.append(i)
+            else:
+                rows.put(i, ScanRow.failed(item.item_id, item.kind, f"unknown item kind {item.kind!r}"))
+        if text_idx:
+            self._score_texts([items[i] for i in text_idx], rows, text_idx)
+        return rows

@@ -37,7 +37,7 @@ log = logging.getLogger(__name__)
 VERDICTS = ("detected", "not_detected", "inconclusive")
 
 
-def _schema() -> Any:
+def row_schema() -> Any:
     pa = require("pyarrow")
     types = {"p_value": pa.float64(), "log10_p_value": pa.float64(), "tokens_scored": pa.int64()}
     return pa.schema([(name, types.get(name, pa.string())) for name in ROW_FIELDS])
@@ -46,7 +46,7 @@ def _schema() -> Any:
 def rows_to_table(rows: Iterable[ScanRow]) -> Any:
     pa = require("pyarrow")
     rows = list(rows)
-    return pa.table({name: [getattr(r, name) for r in rows] for name in ROW_FIELDS}, schema=_schema())
+    return pa.table({name: [getattr(r, name) for r in rows] for name in ROW_FIELDS}, schema=row_schema())
 
 
 def counts_of(table: Any) -> dict[str, Any]:
@@ -175,9 +175,9 @@ class Store:
         pq = require("pyarrow.parquet")
         tmp = self.out.with_name(self.out.name + ".partial")
         if self.fmt == "parquet":
-            with pq.ParquetWriter(tmp, _schema()) as writer:
+            with pq.ParquetWriter(tmp, row_schema()) as writer:
                 for shard in shards:
-                    writer.write_table(pq.read_table(self.parts / f"{shard.index:05d}.parquet", schema=_schema()))
+                    writer.write_table(pq.read_table(self.parts / f"{shard.index:05d}.parquet", schema=row_schema()))
         else:
             with open(tmp, "w", encoding="utf-8") as handle:
                 for shard in shards:

@@ -18,9 +18,13 @@ from __future__ import annotations
 
 import json
 import re
+from array import array
 from collections.abc import Callable, Sequence
 from itertools import chain
 from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
 
 _GPT2 = r"""'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"""
 # The same pattern for pure-ASCII text: letters, digits and Unicode White_Space restricted to
@@ -45,9 +49,38 @@ def _byte_to_unicode() -> dict[int, str]:
 _B2U = _byte_to_unicode()
 
 
+_CLASSES: bytes | None = None
+
+
+def class_table() -> bytes:
+    """One byte per code point for the compiled pre-split: 0 other, 1 letter (``\\p{L}``), 2 number
+    (``\\p{N}``), 3 white space (``\\s``), each as the ``regex`` module decides it (~0.3 s, once)."""
+    global _CLASSES
+    if _CLASSES is None:
+        import regex
+
+        every = "".join(map(chr, range(0x110000)))
+        table = bytearray(0x110000)
+        for cls, pattern in ((1, r"\p{L}+"), (2, r"\p{N}+"), (3, r"\s+")):
+            for m in regex.finditer(pattern, every):
+                table[m.start() : m.end()] = bytes([cls]) * (m.end() - m.start())
+        _CLASSES = bytes(table)
+    return _CLASSES
+
+
+def compiled() -> Any:
+    """The compiled loops (``dojang.scan._fast``), or None where the extension was not built."""
+    try:
+        from dojang.scan import _fast
+    except ImportError:
+        return None
+    return _fast
+
+
 class FastEncoder:
     """``encode(texts) -> list of id lists``, equal to ``tokenizer.encode_batch(texts,
-    add_special_tokens=False)`` ids. Build it with :func:`fast_encoder`."""
+    add_special_tokens=False)`` ids; ``encode_flat(texts) -> (ids, lengths)`` gives the same ids
+    as one int64 array (the compiled pre-split when it is built). Build it with :func:`fast_encoder`."""
 
     def __init__(self, tokenizer: Any, added: Sequence[str]) -> None:
         import regex
@@ -57,6 +90,38 @@ class FastEncoder:
         self._unicode = regex.compile(_GPT2)
         self._added = re.compile("|".join(re.escape(a) for a in sorted(added, key=len, reverse=True))) if added else None
         self._cache: dict[str, list[int]] = {}
+        self._fast = compiled()
+        self._pieces: Any = self._fast.cache_new(_CACHE_LIMIT) if self._fast is not None else None  # compiled path's cache
+        self._merges: Any = self._merge_table(tokenizer) if self._fast is not None else None
+
+    def _merge_table(self, tokenizer: Any) -> Any:
+        """The BPE's merges for the compiled path (None when they cannot be read: the Rust model
+        then merges every new piece)."""
+        spec = json.loads(tokenizer.to_str())["model"]
+        vocab: dict[str, int] = spec["vocab"]
+        try:
+            byte_ids = array("q", (vocab.get(_B2U[b], -1) for b in range(256)))  # -1: dropped, as Rust does
+            triples = array("q")
+            for merge in spec["merges"]:
+                left, right = merge.split(" ", 1) if isinstance(merge, str) else merge
+                triples.extend((vocab[left], vocab[right], vocab[left + right]))
+        except (KeyError, ValueError, TypeError):
+            return None
+        return self._fast.bpe_build(byte_ids.tobytes(), triples.tobytes())
+
+    def _bpe_packed(self, piece: str) -> bytes:
+        """A new piece's ids for the compiled path, when it does not merge the piece itself."""
+        return array("q", self._bpe(piece)).tobytes()
+
+    def encode_flat(self, texts: Sequence[str]) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
+        """(ids of all texts, concatenated; number of ids of each text)."""
+        if self._fast is None or (self._added is not None and any(self._added.search(t) for t in texts)):
+            encoded = self.encode(texts)
+            lengths = np.fromiter(map(len, encoded), dtype=np.int64, count=len(encoded))
+            flat = np.fromiter(chain.from_iterable(encoded), dtype=np.int64, count=int(lengths.sum()))
+            return flat, lengths
+        ids, lengths = self._fast.pretokenize_encode(texts, class_table(), self._pieces, self._bpe_packed, self._merges)
+        return np.frombuffer(ids, dtype=np.int64), np.frombuffer(lengths, dtype=np.int64)
 
     def _bpe(self, piece: str) -> list[int]:
         ids = [t.id for t in self._model.tokenize("".join(_B2U[b] for b in piece.encode("utf-8")))]
@@ -116,3 +181,18 @@ def fast_encoder(tokenizer: Any, tokenizer_json: str) -> Callable[[Sequence[str]
         return rust
     added = [t["content"] for t in spec.get("added_tokens", []) if t.get("content")]
     return FastEncoder(tokenizer, added).encode
+
+
+def flat_encoder(tokenizer: Any, tokenizer_json: str) -> Callable[[Sequence[str]], tuple[NDArray[np.int64], NDArray[np.int64]]]:
+    """Like :func:`fast_encoder`, but ``texts -> (ids of all texts concatenated, ids per text)``."""
+    encode = fast_encoder(tokenizer, tokenizer_json)
+    owner = getattr(encode, "__self__", None)
+    if isinstance(owner, FastEncoder):
+        return owner.encode_flat
+
+    def flat(texts: Sequence[str]) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
+        encoded = encode(texts)
+        lengths = np.fromiter(map(len, encoded), dtype=np.int64, count=len(encoded))
+        return np.fromiter(chain.from_iterable(encoded), dtype=np.int64, count=int(lengths.sum())), lengths
+
+    return flat
