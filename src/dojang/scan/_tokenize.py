@@ -82,7 +82,7 @@ class FastEncoder:
     add_special_tokens=False)`` ids; ``encode_flat(texts) -> (ids, lengths)`` gives the same ids
     as one int64 array (the compiled pre-split when it is built). Build it with :func:`fast_encoder`."""
 
-    def __init__(self, tokenizer: Any, added: Sequence[str]) -> None:
+    def __init__(self, tokenizer: Any, added: Sequence[str], *, cache_limit: int = _CACHE_LIMIT) -> None:
         import regex
 
         self._tokenizer = tokenizer
@@ -91,7 +91,7 @@ class FastEncoder:
         self._added = re.compile("|".join(re.escape(a) for a in sorted(added, key=len, reverse=True))) if added else None
         self._cache: dict[str, list[int]] = {}
         self._fast = compiled()
-        self._pieces: Any = self._fast.cache_new(_CACHE_LIMIT) if self._fast is not None else None  # compiled path's cache
+        self._pieces: Any = self._fast.cache_new(cache_limit) if self._fast is not None else None  # compiled path's cache
         self._merges: Any = self._merge_table(tokenizer) if self._fast is not None else None
 
     def _merge_table(self, tokenizer: Any) -> Any:
@@ -115,13 +115,21 @@ class FastEncoder:
 
     def encode_flat(self, texts: Sequence[str]) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
         """(ids of all texts, concatenated; number of ids of each text)."""
-        if self._fast is None or (self._added is not None and any(self._added.search(t) for t in texts)):
-            encoded = self.encode(texts)
-            lengths = np.fromiter(map(len, encoded), dtype=np.int64, count=len(encoded))
-            flat = np.fromiter(chain.from_iterable(encoded), dtype=np.int64, count=int(lengths.sum()))
-            return flat, lengths
-        ids, lengths = self._fast.pretokenize_encode(texts, class_table(), self._pieces, self._bpe_packed, self._merges)
-        return np.frombuffer(ids, dtype=np.int64), np.frombuffer(lengths, dtype=np.int64)
+        if self._fast is None:
+            return _flatten(self.encode(texts))
+        special = {i for i, t in enumerate(texts) if self._added is not None and self._added.search(t)}
+        plain = [t for i, t in enumerate(texts) if i not in special] if special else texts
+        raw_ids, raw_lengths = self._fast.pretokenize_encode(plain, class_table(), self._pieces, self._bpe_packed, self._merges)
+        ids, lengths = np.frombuffer(raw_ids, dtype=np.int64), np.frombuffer(raw_lengths, dtype=np.int64)
+        if not special:
+            return ids, lengths
+        # texts holding an added token's text go to the Rust tokenizer, which splits those first
+        order = sorted(special)
+        rust = self._tokenizer.encode_batch([texts[i] for i in order], add_special_tokens=False)
+        by_index = {i: np.asarray(enc.ids, dtype=np.int64) for i, enc in zip(order, rust, strict=True)}
+        parts = np.split(ids, np.cumsum(lengths)[:-1]) if len(plain) else []
+        it = iter(parts)
+        return _flatten([by_index[i] if i in by_index else next(it) for i in range(len(texts))])
 
     def _bpe(self, piece: str) -> list[int]:
         ids = [t.id for t in self._model.tokenize("".join(_B2U[b] for b in piece.encode("utf-8")))]
@@ -183,6 +191,13 @@ def fast_encoder(tokenizer: Any, tokenizer_json: str) -> Callable[[Sequence[str]
     return FastEncoder(tokenizer, added).encode
 
 
+def _flatten(encoded: Sequence[Sequence[int]] | Sequence[NDArray[np.int64]]) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
+    lengths = np.fromiter(map(len, encoded), dtype=np.int64, count=len(encoded))
+    if not len(encoded):
+        return np.zeros(0, dtype=np.int64), lengths
+    return np.concatenate([np.asarray(e, dtype=np.int64) for e in encoded]), lengths
+
+
 def flat_encoder(tokenizer: Any, tokenizer_json: str) -> Callable[[Sequence[str]], tuple[NDArray[np.int64], NDArray[np.int64]]]:
     """Like :func:`fast_encoder`, but ``texts -> (ids of all texts concatenated, ids per text)``."""
     encode = fast_encoder(tokenizer, tokenizer_json)
@@ -191,8 +206,6 @@ def flat_encoder(tokenizer: Any, tokenizer_json: str) -> Callable[[Sequence[str]
         return owner.encode_flat
 
     def flat(texts: Sequence[str]) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
-        encoded = encode(texts)
-        lengths = np.fromiter(map(len, encoded), dtype=np.int64, count=len(encoded))
-        return np.fromiter(chain.from_iterable(encoded), dtype=np.int64, count=int(lengths.sum())), lengths
+        return _flatten(encode(texts))
 
     return flat
