@@ -2,7 +2,7 @@
 and images (1 MP), the scoring function alone and the local and Ray engines end to end, beside
 a naive per-document loop and transformers' WatermarkDetector on the same documents.
 
-    python benchmarks/scan_bench.py [--docs 20000] [--images 16] [--no-ray] [--no-reference]
+    python benchmarks/scan_bench.py [--docs 20000] [--repeat 10] [--images 16] [--no-ray] [--no-reference]
 
 Text documents are 200-token slices of the shipped human corpus (English and Korean, shuffled);
 the detector scores every token of every document whether it is marked or not, so marked
@@ -61,6 +61,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--docs", type=int, default=20_000)
     ap.add_argument("--images", type=int, default=16)
+    ap.add_argument("--repeat", type=int, default=10, help="engines: the documents this many times over")
     ap.add_argument("--no-ray", action="store_true")
     ap.add_argument("--no-reference", action="store_true")
     args = ap.parse_args()
@@ -82,26 +83,59 @@ def main() -> None:
     # -- stages, one core ---------------------------------------------------------------------
     _, s = timed(lambda: tok.encode_batch_fast(sub, add_special_tokens=False))
     add("stage: Rust tokenizer (encode_batch_fast)", len(sub), s, 1)
-    from dojang.scan._tokenize import fast_encoder
+    from dojang.scan._tokenize import FastEncoder, compiled
 
-    enc = fast_encoder(tok, spec)
-    enc(docs[-500:])  # a worker's cache is warm after its first shard; warm it on other documents
-    ids, s = timed(lambda: enc(sub))
-    add("stage: scan tokenizer (pre-split + word cache)", len(sub), s, 1)
+    added = [t.content for t in tok.get_added_tokens_decoder().values()]
+    py = FastEncoder(tok, added)
+    py._fast = None  # the Python pre-split and word cache (the path without a C compiler)
+    py.encode(docs[-500:])  # a worker's cache is warm after its first shard; warm it on other documents
+    _, s = timed(lambda: py.encode(sub))
+    add("stage: scan tokenizer, Python (pre-split + word cache)", len(sub), s, 1)
+    fast = compiled()
+    if fast is None:
+        print("  the compiled loops (dojang.scan._fast) are not built: no compiled rows")
+    else:
+        enc = FastEncoder(tok, added)
+        _, s = timed(lambda: enc.encode_flat(sub))
+        add("stage: scan tokenizer, compiled, cold cache", len(sub), s, 1)
+        _, s = timed(lambda: enc.encode_flat(sub))
+        add("stage: scan tokenizer, compiled, warm cache", len(sub), s, 1)
+    from dojang.scan._score import Rows, whole_document_rows
     from dojang.text import TextDetector
 
+    ids = py.encode(sub)
     arrays = [np.asarray(x, dtype=np.int64) for x in ids]
+    flat, lengths = np.concatenate(arrays), np.asarray([a.size for a in arrays], dtype=np.int64)
     for label, configs in (("all 4 scheme configs", None), ("one scheme (--scheme default)", ["default"])):
         det = TextDetector(keys=key, tokenizer=tok, configs=configs, alpha=1e-9, scan=False)
         _, s = timed(lambda det=det: det.detect_batch(arrays))
-        add(f"stage: whole-document test, {label}", len(sub), s, 1)
+        add(f"stage: whole-document test, numpy, {label}", len(sub), s, 1)
+        if fast is not None:
+            out = Rows(len(sub))
+            at = np.arange(len(sub))
+            _, s = timed(lambda det=det, out=out, at=at: whole_document_rows(det, fast, flat, lengths, out, at))
+            add(f"stage: whole-document test, compiled, {label}", len(sub), s, 1)
     # -- the scoring function, one core ------------------------------------------------------------
+    from dojang.scan._score import _runtime
+
     items = [Item(str(i), "text", d) for i, d in enumerate(docs)]
     for label, schemes in (("all schemes", ()), ("--scheme default", ("default",))):
         scorer = Scorer(keys=key, tokenizer_json=spec, schemes=schemes)
-        scorer.score(items[:100])
-        _, s = timed(lambda scorer=scorer: scorer.score(items))
-        add(f"scoring function, {label}", len(items), s, 1)
+        scorer.score_table(items[-100:])
+        _, s = timed(lambda scorer=scorer: scorer.score_table(items))
+        add(f"scoring function, {label}, first pass", len(items), s, 1)
+        _, s = timed(lambda scorer=scorer: scorer.score_table(items))
+        add(f"scoring function, {label}, warm cache", len(items), s, 1)
+    scorer = Scorer(keys=key, tokenizer_json=spec)
+    rt = _runtime(scorer)
+    rt._text_detector()
+    rt._fast = None
+    rt._encode = FastEncoder(rt._tokenizer, added)
+    rt._encode._fast = None
+    rt._encode = rt._encode.encode_flat
+    scorer.score_table(items[-100:])
+    _, s = timed(lambda: scorer.score_table(items))
+    add("scoring function, all schemes, without the compiled loops", len(items), s, 1)
     scorer = Scorer(keys=key, tokenizer_json=spec, spans=True)
     _, s = timed(lambda: scorer.score(items[:1000]))
     add("scoring function, all schemes, --spans", 1000, s, 1)
@@ -120,11 +154,13 @@ def main() -> None:
     # -- engines end to end --------------------------------------------------------------------------
     with tempfile.TemporaryDirectory() as tmp:
         src = Path(tmp) / "docs.parquet"
-        pq.write_table(pa.table({"text": docs}), src)
-        n = len(docs)
+        corpus = docs * args.repeat  # enough work that process start-up (~3 s) is a small part
+        pq.write_table(pa.table({"text": corpus}), src)
+        n = len(corpus)
+        print(f"engines: {n:,} documents ({len(docs):,} distinct, repeated {args.repeat}x)", flush=True)
         for label, schemes in (("all schemes", ()), ("--scheme default", ("default",))):
             out = Path(tmp) / f"local-{len(schemes)}.parquet"
-            _, s = timed(lambda out=out, schemes=schemes: scan([str(src)], key, out=out, schemes=schemes, rows_per_shard=2500))
+            _, s = timed(lambda out=out, schemes=schemes: scan([str(src)], key, out=out, schemes=schemes, rows_per_shard=20_000))
             add(f"local engine, {cores} processes, {label} (Parquet in and out)", n, s, cores)
         if not args.no_ray:
             import ray
@@ -132,7 +168,7 @@ def main() -> None:
             _, startup = timed(lambda: ray.init(num_cpus=cores, include_dashboard=False, log_to_driver=False))
             print(f"  ray start-up: {startup:.1f} s", flush=True)
             out = Path(tmp) / "ray.parquet"
-            _, s = timed(lambda: scan([str(src)], key, out=out, engine="ray", rows_per_shard=2500))
+            _, s = timed(lambda: scan([str(src)], key, out=out, engine="ray", rows_per_shard=20_000))
             add(f"Ray engine, local instance of {cores} CPUs, all schemes (warm)", n, s, cores)
         # -- images ------------------------------------------------------------------------------------
         img_dir = Path(tmp) / "images"

@@ -82,7 +82,9 @@ class FastEncoder:
     add_special_tokens=False)`` ids; ``encode_flat(texts) -> (ids, lengths)`` gives the same ids
     as one int64 array (the compiled pre-split when it is built). Build it with :func:`fast_encoder`."""
 
-    def __init__(self, tokenizer: Any, added: Sequence[str], *, cache_limit: int = _CACHE_LIMIT) -> None:
+    def __init__(
+        self, tokenizer: Any, added: Sequence[str], *, cache_limit: int = _CACHE_LIMIT, spec: dict[str, Any] | None = None
+    ) -> None:
         import regex
 
         self._tokenizer = tokenizer
@@ -92,12 +94,12 @@ class FastEncoder:
         self._cache: dict[str, list[int]] = {}
         self._fast = compiled()
         self._pieces: Any = self._fast.cache_new(cache_limit) if self._fast is not None else None  # compiled path's cache
-        self._merges: Any = self._merge_table(tokenizer) if self._fast is not None else None
+        self._merges: Any = self._merge_table(spec or json.loads(tokenizer.to_str())) if self._fast is not None else None
 
-    def _merge_table(self, tokenizer: Any) -> Any:
+    def _merge_table(self, tokenizer_spec: dict[str, Any]) -> Any:
         """The BPE's merges for the compiled path (None when they cannot be read: the Rust model
-        then merges every new piece)."""
-        spec = json.loads(tokenizer.to_str())["model"]
+        then merges every new piece). ``tokenizer_spec``: the tokenizer's parsed JSON."""
+        spec = tokenizer_spec["model"]
         vocab: dict[str, int] = spec["vocab"]
         try:
             byte_ids = array("q", (vocab.get(_B2U[b], -1) for b in range(256)))  # -1: dropped, as Rust does
@@ -188,7 +190,7 @@ def fast_encoder(tokenizer: Any, tokenizer_json: str) -> Callable[[Sequence[str]
     if not plain:
         return rust
     added = [t["content"] for t in spec.get("added_tokens", []) if t.get("content")]
-    return FastEncoder(tokenizer, added).encode
+    return FastEncoder(tokenizer, added, spec=spec).encode
 
 
 def _flatten(encoded: Sequence[Sequence[int]] | Sequence[NDArray[np.int64]]) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
