@@ -155,6 +155,46 @@ def test_parquet_and_csv_inputs_give_the_same_verdicts(tmp_path, marked, human) 
     assert [v for v, _ in verdicts["in.csv"]] == ["detected"] * len(marked) + ["not_detected"] * 8
 
 
+def test_bad_csv_rows_become_error_rows_and_the_scan_goes_on(tmp_path, marked, human) -> None:
+    """A row with too many or too few fields, bytes that are not UTF-8, a quoted field over
+    several lines and a field longer than Python's default csv limit (128 KiB)."""
+    long_human = (human[0] + " ") * (140_000 // len(human[0]) + 1)
+    src = tmp_path / "in.csv"
+    with open(src, "wb") as f:
+        f.write(b"id,body\n")
+        f.write(b'm0,"' + marked[0].replace('"', '""').encode() + b'"\n')
+        f.write(b"x1,one,too many\n")
+        f.write(b"x2\n")
+        f.write(b"x3,caf\xe9 latin-1\n")
+        f.write(b'h4,"' + human[1].replace('"', '""').encode() + b'\nwith a second line"\n')
+        f.write(b'h5,"' + long_human.replace('"', '""').encode() + b'"\n')
+        f.write(b'm6,"' + marked[1].replace('"', '""').encode() + b'"\n')
+    summary = scan([str(src)], KEY, out=tmp_path / "o.parquet", text_column="body", rows_per_shard=2, workers=1)
+    rows = _rows(tmp_path / "o.parquet")
+    assert [r["id"] for r in rows] == [f"{src}#{i}" for i in range(7)]
+    assert [r["verdict"] for r in rows] == ["detected", None, None, None, "not_detected", "not_detected", "detected"]
+    assert rows[1]["error"] == "malformed CSV row: 3 fields, the header has 2"
+    assert rows[2]["error"] == "malformed CSV row: 1 fields, the header has 2"
+    assert rows[3]["error"] == "column 'body' is not UTF-8 text"
+    assert rows[5]["error"] is None and rows[5]["tokens_scored"] > 0  # over the default csv limit: read whole
+    assert summary.items == 7 and summary.errors == 3
+
+
+def test_id_column_names_the_rows_of_every_table_format(tmp_path, marked, human) -> None:
+    texts = [marked[0], human[0], human[1]]
+    names = ["doc-a", None, "doc-c"]
+    table = pa.table({"uid": names, "text": texts})
+    pq.write_table(table, tmp_path / "in.parquet", row_group_size=2)
+    pacsv.write_csv(table, tmp_path / "in.csv")
+    write_jsonl(tmp_path / "in.jsonl", [{"uid": n, "text": t} for n, t in zip(names, texts, strict=True)])
+    for name, fallback in (("in.parquet", "#1"), ("in.csv", "#1"), ("in.jsonl", ":2")):
+        out = tmp_path / f"{name}.out.jsonl"
+        scan([str(tmp_path / name)], KEY, out=out, id_column="uid", rows_per_shard=2, workers=1)
+        rows = _rows(out)
+        assert [r["id"] for r in rows] == ["doc-a", f"{tmp_path / name}{fallback}", "doc-c"], name
+        assert [r["verdict"] for r in rows] == ["detected", "not_detected", "not_detected"], name
+
+
 def test_text_column_is_guessed_and_a_missing_one_is_named(tmp_path, human) -> None:
     pq.write_table(pa.table({"n": [1, 2], "content": human[:2]}), tmp_path / "one.parquet")
     summary = scan([str(tmp_path / "one.parquet")], KEY, out=tmp_path / "o.parquet", workers=1)

@@ -12,6 +12,7 @@ from dojang.cli._common import friendly_errors
 @click.command("scan")
 @click.option("--key", "key_paths", multiple=True, required=True, help="Key file; repeat for a key ring.")
 @click.option("--text-column", default=None, help="Column or field holding the text (default: 'text', or the only text column).")
+@click.option("--id-column", default=None, help="Column or field that names each row in the output (default: file#row).")
 @click.option("--engine", type=click.Choice(["local", "ray"]), default="local", show_default=True)
 @click.option("--fpr", default=1e-9, show_default=True, type=float, help="False-positive rate per item.")
 @click.option("--out", "out", default="scan-results.parquet", show_default=True, help="Output file, .parquet or .jsonl.")
@@ -29,6 +30,7 @@ from dojang.cli._common import friendly_errors
 def scan(
     key_paths: tuple[str, ...],
     text_column: str | None,
+    id_column: str | None,
     engine: str,
     fpr: float,
     out: str,
@@ -83,6 +85,7 @@ def scan(
             engine=engine,
             alpha=fpr,
             text_column=text_column,
+            id_column=id_column,
             schemes=schemes,
             spans=spans,
             image_search=not no_image_search,

@@ -30,6 +30,7 @@ def scan(
     engine: str = "local",
     alpha: float = DEFAULT_FPR,
     text_column: str | None = None,
+    id_column: str | None = None,
     schemes: Sequence[str] = (),
     spans: bool = False,
     image_search: bool = True,
@@ -44,7 +45,8 @@ def scan(
     """Scan ``inputs`` (paths or fsspec URLs) under ``keys`` and write one row per item to
     ``out`` (.parquet or .jsonl); returns the summary.
 
-    ``alpha`` is the false-positive rate per item (default 1e-9). An interrupted scan called
+    ``alpha`` is the false-positive rate per item (default 1e-9). ``id_column`` names each row of
+    a table by its value in that column or field (rows without one keep ``file#row``/``file:line``). An interrupted scan called
     again with the same arguments resumes: shards already finished are not scored again.
     ``on_plan(items, items_already_done)`` is called once the inputs are planned and
     ``progress(shard_index, items)`` after each shard; both run in this process (a progress
@@ -57,7 +59,13 @@ def scan(
     start = time.perf_counter()
     scorer = Scorer(keys=KeyRing.coerce(keys), alpha=alpha, schemes=tuple(schemes), spans=spans, image_search=image_search)
     store = Store(Path(out))
-    shards, files = plan(list(inputs), text_column=text_column, rows_per_shard=rows_per_shard, images_per_shard=images_per_shard)
+    shards, files = plan(
+        list(inputs),
+        text_column=text_column,
+        id_column=id_column,
+        rows_per_shard=rows_per_shard,
+        images_per_shard=images_per_shard,
+    )
     if any(s.fmt != "files" or any(not _is_image(f) for f in s.files) for s in shards):
         scorer = dataclasses.replace(scorer, tokenizer_json=tokenizer_json or default_tokenizer_json())
     description: dict[str, Any] = {

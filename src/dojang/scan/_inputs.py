@@ -12,10 +12,13 @@ is never read again on resume.
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import logging
-from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+import sys
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from dojang.errors import InputError
@@ -35,7 +38,8 @@ class Shard:
     """``fmt`` jsonl: ``count`` non-blank lines from byte ``offset`` (first line number ``row``);
     parquet: rows ``row .. row+count`` of row group ``group``; csv: rows ``row .. row+count``;
     files: the files in ``files``. ``column`` is the text column (tabular formats) or None when
-    the file has no usable column (every row is then an error naming ``problem``)."""
+    the file has no usable column (every row is then an error naming ``problem``). ``id_column``
+    names each row by its value there (rows without one keep the positional id)."""
 
     index: int
     fmt: str
@@ -47,6 +51,7 @@ class Shard:
     column: str | None = None
     problem: str | None = None
     files: tuple[str, ...] = field(default=())
+    id_column: str | None = None  # the column whose value names each row (else file#row or file:line)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -79,6 +84,7 @@ def plan(
     inputs: Sequence[str],
     *,
     text_column: str | None = None,
+    id_column: str | None = None,
     rows_per_shard: int = 10_000,
     files_per_shard: int = 1_000,
     images_per_shard: int = 32,
@@ -112,6 +118,8 @@ def plan(
             if suffix in TABLE_FORMATS:
                 seen.append({"path": full, "size": size})
                 new, problem = _plan_table(fs, path, full, TABLE_FORMATS[suffix], text_column, rows_per_shard, len(shards))
+                if id_column is not None:
+                    new = [replace(sh, id_column=id_column) for sh in new]
                 shards.extend(new)
                 if new:
                     tables.append((full, problem))
@@ -222,27 +230,31 @@ def _plan_table(
                 add(min(per, n - start), column, problem, group=group, row=start, offset=row + start)
             row += n
         return shards, problem
-    # csv: parse once to count rows (streaming); a shard re-reads up to its rows
-    columns, total = _csv_scan(fs, path, source)
-    column, problem = _pick_column(columns, columns, wanted, source)
+    # csv: parse once to count records (streaming); a shard re-reads up to its records
+    header, total = None, 0
+    try:
+        for record in _csv_records(fs, path):
+            if header is None:
+                header = record
+            else:
+                total += 1
+    except (OSError, csv.Error) as err:
+        raise InputError(f"{source}: not a readable CSV file ({err})") from None
+    if header is None:
+        raise InputError(f"{source}: the CSV file is empty (a header line is required)")
+    column, problem = _pick_column(header, header, wanted, source)
     for start in range(0, total, per):
         add(min(per, total - start), column, problem, row=start)
     return shards, problem
 
 
-def _csv_scan(fs: Any, path: str, source: str) -> tuple[list[str], int]:
-    pa = require("pyarrow")
-    csv = require("pyarrow.csv")
-    total = 0
-    try:
-        with fs.open(path, "rb") as handle:
-            reader = csv.open_csv(handle, convert_options=csv.ConvertOptions(column_types={}, strings_can_be_null=False))
-            columns = list(reader.schema.names)
-            for batch in reader:
-                total += batch.num_rows
-    except (OSError, pa.ArrowException) as err:
-        raise InputError(f"{source}: not a readable CSV file ({err})") from None
-    return columns, total
+def _csv_records(fs: Any, path: str) -> Iterator[list[str]]:
+    """The CSV file's records (the header first), read as UTF-8; bytes that are not UTF-8 come
+    through as lone surrogates (``surrogateescape``), so one bad row does not stop the file.
+    A record with the wrong number of fields is yielded as it is: the reader judges it."""
+    csv.field_size_limit(min(sys.maxsize, 2**31 - 1))  # a long document is one field
+    with fs.open(path, "rb") as raw, io.TextIOWrapper(raw, encoding="utf-8", errors="surrogateescape", newline="") as handle:
+        yield from csv.reader(handle, strict=False)
 
 
 # -- reading ---------------------------------------------------------------------------------------
@@ -303,6 +315,7 @@ def _read_jsonl(shard: Shard) -> list[Item]:
     items = []
     for line_no, raw in _jsonl_lines(shard):
         item_id = f"{shard.source}:{line_no + 1}"  # 1-based line numbers, as editors show them
+        item_id = _named(raw, shard.id_column, item_id)
         try:
             record = json.loads(raw.decode("utf-8"))
         except UnicodeDecodeError as err:
@@ -320,10 +333,24 @@ def _read_jsonl(shard: Shard) -> list[Item]:
     return items
 
 
-def _column_items(values: list[Any], shard: Shard, first_row: int) -> list[Item]:
+def _named(raw: bytes, id_column: str | None, default: str) -> str:
+    """The record's id field as the item id (JSONL), or ``default``."""
+    if id_column is None:
+        return default
+    try:
+        record = json.loads(raw)
+    except ValueError:
+        return default
+    value = record.get(id_column) if isinstance(record, dict) else None
+    return default if value is None or isinstance(value, (dict, list)) else str(value)
+
+
+def _column_items(values: list[Any], shard: Shard, first_row: int, names: list[Any] | None = None) -> list[Item]:
     items = []
     for i, value in enumerate(values):
         item_id = f"{shard.source}#{first_row + i}"
+        if names is not None and names[i] is not None:
+            item_id = str(names[i])
         if isinstance(value, str):
             items.append(Item(item_id, "text", value))
         else:
@@ -335,25 +362,49 @@ def _read_parquet(shard: Shard) -> list[Item]:
     pq = require("pyarrow.parquet")
     fs, path = _fs(shard.source)
     with fs.open(path, "rb") as handle:
-        table = pq.ParquetFile(handle).read_row_group(shard.group, columns=[shard.column])
+        pf = pq.ParquetFile(handle)
+        columns = [shard.column]
+        if shard.id_column is not None and shard.id_column != shard.column and shard.id_column in pf.schema_arrow.names:
+            columns.append(shard.id_column)
+        table = pf.read_row_group(shard.group, columns=columns)
     values = table.column(0).slice(shard.row, shard.count).to_pylist()
-    return _column_items(values, shard, shard.offset)  # offset: the group's first row in the file
+    names = table.column(shard.id_column).slice(shard.row, shard.count).to_pylist() if shard.id_column in columns else None
+    return _column_items(values, shard, shard.offset, names)  # offset: the file row of the shard's first item
 
 
 def _read_csv(shard: Shard) -> list[Item]:
-    pa = require("pyarrow")
-    csv = require("pyarrow.csv")
     fs, path = _fs(shard.source)
-    opts = csv.ConvertOptions(column_types={shard.column: pa.string()}, include_columns=[shard.column], strings_can_be_null=False)
-    values: list[Any] = []
-    seen = 0
-    with fs.open(path, "rb") as handle:
-        for batch in csv.open_csv(handle, convert_options=opts):
-            n = batch.num_rows
-            if seen + n > shard.row:
-                lo = max(0, shard.row - seen)
-                values.extend(batch.column(0).slice(lo, shard.count - len(values)).to_pylist())
-                if len(values) >= shard.count:
-                    break
-            seen += n
-    return _column_items(values, shard, shard.row)
+    items: list[Item] = []
+    records = _csv_records(fs, path)
+    header = next(records)
+    col = header.index(shard.column) if shard.column in header else -1
+    id_col = header.index(shard.id_column) if shard.id_column in header else -1
+    n = -1
+    while len(items) < shard.count:
+        try:
+            record = next(records)
+        except StopIteration:
+            break
+        except csv.Error as err:  # the rest of the shard cannot be read
+            items.extend(
+                Item(f"{shard.source}#{shard.row + len(items)}", "text", error=f"unreadable CSV ({err})")
+                for _ in range(shard.count - len(items))
+            )
+            break
+        n += 1
+        if n < shard.row:
+            continue
+        item_id = f"{shard.source}#{n}"
+        if 0 <= id_col < len(record) and record[id_col] and not _has_surrogate(record[id_col]):
+            item_id = record[id_col]
+        if len(record) != len(header):
+            items.append(Item(item_id, "text", error=f"malformed CSV row: {len(record)} fields, the header has {len(header)}"))
+        elif _has_surrogate(record[col]):
+            items.append(Item(item_id, "text", error=f"column {shard.column!r} is not UTF-8 text"))
+        else:
+            items.append(Item(item_id, "text", record[col]))
+    return items
+
+
+def _has_surrogate(text: str) -> bool:
+    return not text.isascii() and any("\udc80" <= ch <= "\udcff" for ch in text)
