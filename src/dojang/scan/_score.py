@@ -1,10 +1,13 @@
 """The one scoring function of a scan: items + a :class:`Scorer` -> one :class:`ScanRow` each.
 
 A row depends only on its item and the scorer (keys, false-positive rate, schemes, options),
-never on which engine, worker or batch scored it: batching is only for speed. Text is tokenised
-with the model's fast tokenizer in one ``encode_batch`` call per batch and scored with the
-vectorised whole-document test (:meth:`~dojang.text.TextDetector.detect_batch`); the span scan,
-~30x slower, runs only when asked for (``spans=True``).
+never on which engine, worker or batch scored it: batching is only for speed. A batch of texts
+is tokenised in one call (:mod:`dojang.scan._tokenize`) and scored with the whole-document test
+of :meth:`~dojang.text.TextDetector.detect_batch`: by the compiled loops of
+``dojang.scan._fast`` where they were built, else by numpy, with the same rows either way
+(``tests/test_scan_compiled.py``). The span scan, ~100x slower, runs only when asked for
+(``spans=True``). Rows are built column by column (:class:`Rows`), so the fast path makes no
+Python object per row.
 """
 
 from __future__ import annotations
