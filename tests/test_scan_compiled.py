@@ -55,7 +55,7 @@ def test_compiled_ids_equal_the_rust_tokenizer(tok) -> None:
     assert enc._merges is not None  # the compiled BPE is in use
     rng = random.Random(7)
     fuzz = ["".join(rng.choice(POOL) for _ in range(rng.randint(0, 60))) for _ in range(3000)]
-    long_runs = ["x" * 300, " " + "가" * 400, "1" * 1000 + "a", "!" * 257, " " * 600 + "end"]  # past the compiled BPE's limit
+    long_runs = ["x" * 300, " " + "가" * 400, "1" * 1000 + "a", "!" * 257, " " * 600 + "end", "b" * 3000]  # BPE, cache limits
     texts = fuzz + long_runs
     assert _flat(enc, texts) == _rust(tok, texts)
     assert _flat(enc, texts) == _rust(tok, texts)  # again, from the warm cache

@@ -178,7 +178,8 @@ static int buf_reserve(Buf *b, Py_ssize_t extra) {
     return 0;
 }
 
-#define BPE_LONGEST 256 /* longer pieces (quadratic merging) go to ``miss`` */
+#define BPE_LONGEST 256    /* longer pieces (quadratic merging) go to ``miss`` */
+#define CACHE_LONGEST 1024 /* longer pieces are not cached */
 
 /* The piece cache: code points of a piece -> its ids. Open addressing over entries that point
  * into two arenas; emptied whole when it holds ``limit`` pieces. */
@@ -325,7 +326,11 @@ static int append_piece(Buf *b, PyObject *text, int kind, const void *data, Py_s
     }
     memcpy(b->data + b->size, src, (size_t)k * 8);
     b->size += k;
-    /* remember it */
+    /* remember it (not a very long piece: rare, and it would fill the arena) */
+    if (n > CACHE_LONGEST) {
+        Py_DECREF(ids);
+        return 0;
+    }
     if (c->used >= c->limit) { /* full: start again */
         memset(c->tab, 0, c->cap * sizeof(Entry));
         c->used = c->ncps = c->nids = 0;
