@@ -244,7 +244,9 @@ def whole_document_rows(detector: Any, fast: Any, ids: Any, lengths: Any, rows: 
         cols["p_value"][at] = np.where(best_lp > -745.0, np.exp(best_lp), 0.0)  # as stats.to_p_value
     cols["log10_p_value"][at] = best_lp / math.log(10.0)
     key_ids = np.asarray([key.key_id for key, _ in pairs], dtype=object)
-    cols["key_id"][at] = np.where(detected, key_ids[best_idx], None)
+    matched = key_ids[best_idx]
+    matched[~detected] = None  # a key is named only when it matched
+    cols["key_id"][at] = matched
     cols["scheme"][at] = np.asarray([cfg.scheme for _, cfg in pairs], dtype=object)[best_idx]
     cols["tokens_scored"][at] = best_n
 
