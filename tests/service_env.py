@@ -68,11 +68,12 @@ def png_bytes(im: Image.Image) -> bytes:
 
 
 def build_env(url: str, root: Path, *, keys: tuple[Any, Any] | None = None, **overrides: Any) -> Env:
-    """``keys``: (acme's, other's) watermark keys; fresh random ones when not given."""
+    """``keys``: (acme's, other's) watermark keys; fixed test keys when not given, so that what the
+    tiny model writes under them, and so every verdict, is the same on every run."""
     from fastapi.testclient import TestClient
 
-    from dojang.keys import generate_key
     from dojang.service import Settings, create_app
+    from tests.helpers import fixed_key
 
     settings = Settings(database_url=url, master_key=secrets.token_bytes(32), **overrides)
     app = create_app(settings)
@@ -87,7 +88,7 @@ def build_env(url: str, root: Path, *, keys: tuple[Any, Any] | None = None, **ov
         return bearer(r.json()["token"])
 
     acme, other, checker = tenant("acme-ai", "provider"), tenant("other-ai", "provider"), tenant("newsroom", "verifier")
-    acme_key, other_key = keys if keys is not None else (generate_key(), generate_key())
+    acme_key, other_key = keys if keys is not None else (fixed_key(100), fixed_key(200))
     for headers, key in ((acme, acme_key), (other, other_key)):
         r = client.post("/v1/keys", json={"key": key.to_json()}, headers=headers)
         assert r.status_code == 201, r.text

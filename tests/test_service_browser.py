@@ -18,7 +18,6 @@ from PIL import Image
 from dojang.provenance import init_dev_chain
 from dojang.text import generate_batch
 from tests.conftest import HUMAN_EN
-from tests.helpers import fixed_key
 from tests.service_env import build_env, png_bytes
 
 pytestmark = pytest.mark.browser
@@ -54,14 +53,10 @@ def site(tmp_path_factory, tiny_model, tokenizer):  # type: ignore[no-untyped-de
 
     root = tmp_path_factory.mktemp("browser")
     chain = init_dev_chain(root / "certs")
-    # Fixed keys: with a fresh random key, about 1 text in 10 (120 tokens) or 40 (200 tokens) of this
-    # tiny model is detected as a whole while no single passage reaches alpha on its own.
-    env = build_env(
-        f"sqlite:///{root / 'service.sqlite3'}",
-        root,
-        keys=(fixed_key(100), fixed_key(200)),
-        trust_anchors_pem=chain.root.read_text(),
-    )
+    # Fixed keys (build_env's default): with a fresh random key, about 1 text in 10 (120 tokens) or
+    # 40 (200 tokens) of this tiny model is detected as a whole while no single passage reaches
+    # alpha on its own, and the page then has no passage to mark.
+    env = build_env(f"sqlite:///{root / 'service.sqlite3'}", root, trust_anchors_pem=chain.root.read_text())
     c = env.client
     up = c.put(
         "/v1/signing-key",
