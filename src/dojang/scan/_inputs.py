@@ -358,15 +358,34 @@ def _column_items(values: list[Any], shard: Shard, first_row: int, names: list[A
     return items
 
 
-def _read_parquet(shard: Shard) -> list[Item]:
+_LAST_GROUP: dict[tuple[Any, ...], Any] = {}  # the row group read last in this process
+
+
+def _row_group(shard: Shard) -> Any:
+    """The shard's row group (its text and id columns). Shards cut from one large row group
+    follow one another, so the group read last is kept: it is decoded once per worker, not once
+    per shard. Keyed by the file's size and modification time as well, so a changed file is read
+    again."""
     pq = require("pyarrow.parquet")
     fs, path = _fs(shard.source)
-    with fs.open(path, "rb") as handle:
-        pf = pq.ParquetFile(handle)
-        columns = [shard.column]
-        if shard.id_column is not None and shard.id_column != shard.column and shard.id_column in pf.schema_arrow.names:
-            columns.append(shard.id_column)
-        table = pf.read_row_group(shard.group, columns=columns)
+    info = fs.info(path)
+    tag = (shard.source, shard.group, shard.column, shard.id_column, info.get("size"), str(info.get("mtime")))
+    table = _LAST_GROUP.get(tag)
+    if table is None:
+        with fs.open(path, "rb") as handle:
+            pf = pq.ParquetFile(handle)
+            columns = [shard.column]
+            if shard.id_column is not None and shard.id_column != shard.column and shard.id_column in pf.schema_arrow.names:
+                columns.append(shard.id_column)
+            table = pf.read_row_group(shard.group, columns=columns)
+        _LAST_GROUP.clear()
+        _LAST_GROUP[tag] = table
+    return table
+
+
+def _read_parquet(shard: Shard) -> list[Item]:
+    table = _row_group(shard)
+    columns = table.column_names
     values = table.column(0).slice(shard.row, shard.count).to_pylist()
     names = table.column(shard.id_column).slice(shard.row, shard.count).to_pylist() if shard.id_column in columns else None
     return _column_items(values, shard, shard.offset, names)  # offset: the file row of the shard's first item
