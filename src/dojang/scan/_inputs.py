@@ -315,7 +315,6 @@ def _read_jsonl(shard: Shard) -> list[Item]:
     items = []
     for line_no, raw in _jsonl_lines(shard):
         item_id = f"{shard.source}:{line_no + 1}"  # 1-based line numbers, as editors show them
-        item_id = _named(raw, shard.id_column, item_id)
         try:
             record = json.loads(raw.decode("utf-8"))
         except UnicodeDecodeError as err:
@@ -324,6 +323,10 @@ def _read_jsonl(shard: Shard) -> list[Item]:
         except ValueError as err:
             items.append(Item(item_id, "text", error=f"not a JSON record ({err.__class__.__name__}: {str(err)[:80]})"))
             continue
+        if shard.id_column is not None and isinstance(record, dict):
+            name = record.get(shard.id_column)
+            if name is not None and not isinstance(name, (dict, list)):
+                item_id = str(name)
         if not isinstance(record, dict) or column not in record:
             items.append(Item(item_id, "text", error=f"no field {column!r} in this record"))
         elif not isinstance(record[column], str):
@@ -331,18 +334,6 @@ def _read_jsonl(shard: Shard) -> list[Item]:
         else:
             items.append(Item(item_id, "text", record[column]))
     return items
-
-
-def _named(raw: bytes, id_column: str | None, default: str) -> str:
-    """The record's id field as the item id (JSONL), or ``default``."""
-    if id_column is None:
-        return default
-    try:
-        record = json.loads(raw)
-    except ValueError:
-        return default
-    value = record.get(id_column) if isinstance(record, dict) else None
-    return default if value is None or isinstance(value, (dict, list)) else str(value)
 
 
 def _column_items(values: list[Any], shard: Shard, first_row: int, names: list[Any] | None = None) -> list[Item]:
