@@ -91,6 +91,33 @@ def test_a_row_depends_only_on_its_item(marked, human, tok_json, tokenizer) -> N
         assert math.isclose(row.log10_p_value, det.log10_p_value, rel_tol=1e-9, abs_tol=1e-9)
 
 
+def _evade(text: str) -> str:
+    """The edits that single checks see through (docs/spec/text.md step 8): a zero-width space
+    after every word, every space doubled, a full-width comma."""
+    return text.replace(" ", "\u200b  ").replace(",", "\uff0c")
+
+
+@pytest.mark.parametrize("spans", [False, True])
+def test_canonical_option_sees_through_invisible_and_whitespace_edits(marked, human, tok_json, tokenizer, spans) -> None:
+    """With ``canonical`` a scan gives each text the p-value of the single check
+    (TextDetector.detect, canonical form on), for edited and unedited, English and Korean texts."""
+    korean = [t for t in human_sample(400) if not t[:80].isascii()][:3]
+    texts = (
+        [_evade(m) for m in marked[:3]] + [marked[3]] + [_evade(h) for h in human[:3]] + korean + [human[4].replace(" ", "  ")]
+    )
+    items = [Item(str(i), "text", t) for i, t in enumerate(texts)]
+    plain = Scorer(keys=KEY, tokenizer_json=tok_json, spans=spans).score(items)
+    canon = Scorer(keys=KEY, tokenizer_json=tok_json, spans=spans, canonical=True).score(items)
+    single = TextDetector(keys=KEY, tokenizer=tokenizer, alpha=1e-9, scan=spans, canonical=True)
+    for item, row in zip(items, canon, strict=True):
+        det = single.detect(item.content)
+        assert row.verdict == det.verdict.value and row.tokens_scored == det.tokens_scored, item.item_id
+        assert math.isclose(row.log10_p_value, det.log10_p_value, rel_tol=1e-9, abs_tol=1e-9), item.item_id
+    assert [r.verdict for r in canon[:4]] == ["detected"] * 4
+    assert all(r.verdict == "not_detected" for r in canon[4:]), [(r.id, r.verdict, r.tokens_scored, r.error) for r in canon[4:]]
+    assert sum(r.verdict == "detected" for r in plain[:3]) < 3  # the edits hide the mark without it
+
+
 def test_spans_option_finds_a_marked_passage_inside_human_text(marked, human, tok_json) -> None:
     mixed = human[0][:600] + " " + marked[0] + " " + human[1][:600]
     whole, spans = (

@@ -119,9 +119,11 @@ def test_compiled_scores_equal_the_numpy_detector(docs, tok) -> None:
     assert detected >= 6  # the marked texts, so the test sees both verdicts
 
 
-def test_scan_rows_are_the_same_with_and_without_the_compiled_loops(docs) -> None:
-    scorer = Scorer(keys=[fixed_key(MARK_KEY), fixed_key(OTHER_KEY)])
-    items = [Item(str(i), "text", t) for i, t in enumerate(docs)]
+@pytest.mark.parametrize("canonical", [False, True])
+def test_scan_rows_are_the_same_with_and_without_the_compiled_loops(docs, canonical) -> None:
+    scorer = Scorer(keys=[fixed_key(MARK_KEY), fixed_key(OTHER_KEY)], canonical=canonical)
+    edited = [t.replace(" ", "\u200b  ") for t in docs[:8]]  # canonical forms that differ
+    items = [Item(str(i), "text", t) for i, t in enumerate([*docs, *edited])]
     rt = _runtime(scorer)
     fast = scorer.score(items)
     assert rt._fast is FAST

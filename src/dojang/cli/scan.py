@@ -24,6 +24,11 @@ from dojang.cli._common import friendly_errors
 )
 @click.option("--scheme", "schemes", multiple=True, help="Only try this text scheme or preset (repeatable; default: all).")
 @click.option("--spans", is_flag=True, help="Also search texts for marked passages (much slower).")
+@click.option(
+    "--canonical",
+    is_flag=True,
+    help="Also test each text's canonical form, as single checks do (about 2x slower; see docs/scan.md).",
+)
 @click.option("--no-image-search", is_flag=True, help="Skip the search for crops and rotations in images (faster).")
 @click.argument("inputs", metavar="INPUT...", nargs=-1, required=True)
 @friendly_errors
@@ -40,6 +45,7 @@ def scan(
     shard_size: int,
     schemes: tuple[str, ...],
     spans: bool,
+    canonical: bool,
     no_image_search: bool,
     inputs: tuple[str, ...],
 ) -> None:
@@ -88,6 +94,7 @@ def scan(
             id_column=id_column,
             schemes=schemes,
             spans=spans,
+            canonical=canonical,
             image_search=not no_image_search,
             workers=workers,
             rows_per_shard=shard_size,

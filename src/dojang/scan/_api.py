@@ -33,6 +33,7 @@ def scan(
     id_column: str | None = None,
     schemes: Sequence[str] = (),
     spans: bool = False,
+    canonical: bool = False,
     image_search: bool = True,
     workers: int | None = None,
     ray_address: str | None = None,
@@ -57,7 +58,14 @@ def scan(
     if rows_per_shard < 1 or images_per_shard < 1:
         raise ConfigError("shard sizes must be positive")
     start = time.perf_counter()
-    scorer = Scorer(keys=KeyRing.coerce(keys), alpha=alpha, schemes=tuple(schemes), spans=spans, image_search=image_search)
+    scorer = Scorer(
+        keys=KeyRing.coerce(keys),
+        alpha=alpha,
+        schemes=tuple(schemes),
+        spans=spans,
+        canonical=canonical,
+        image_search=image_search,
+    )
     store = Store(Path(out))
     shards, files = plan(
         list(inputs),

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -112,7 +113,9 @@ class Scorer:
 
     ``keys``: the key ring. ``alpha``: false-positive rate per item (default 1e-9).
     ``schemes``: text schemes or presets to try (default: all). ``spans``: also run the text span
-    scan (finds marked passages inside human text; much slower). ``image_search``: search for
+    scan (finds marked passages inside human text; much slower). ``canonical``: also test each
+    text's canonical form, as single checks do (invisible characters, full-width forms,
+    whitespace runs, look-alike letters; about 2x slower). ``image_search``: search for
     crops and rotations in images. ``tokenizer_json``: the fast tokenizer's JSON (default: the
     embedded model's). ``min_tokens``: fewer scored tokens than this make a text inconclusive.
     """
@@ -121,6 +124,7 @@ class Scorer:
     alpha: float = DEFAULT_FPR
     schemes: tuple[str, ...] = ()
     spans: bool = False
+    canonical: bool = False
     image_search: bool = True
     tokenizer_json: str | None = field(default=None, repr=False)
     min_tokens: int = 16
@@ -137,7 +141,7 @@ class Scorer:
     def __repr__(self) -> str:  # never the secrets, never the 3 MB tokenizer
         return (
             f"Scorer(key_ids={list(self.keys.key_ids)}, alpha={self.alpha}, schemes={list(self.schemes) or 'all'}, "
-            f"spans={self.spans}, image_search={self.image_search})"
+            f"spans={self.spans}, canonical={self.canonical}, image_search={self.image_search})"
         )
 
     def identity(self) -> dict[str, Any]:
@@ -150,6 +154,7 @@ class Scorer:
             "alpha": self.alpha,
             "schemes": list(self.schemes),
             "spans": self.spans,
+            "canonical": self.canonical,
             "image_search": self.image_search,
             "min_tokens": self.min_tokens,
             "tokenizer": tok,
@@ -212,16 +217,36 @@ def _compiled_configs(detector: Any) -> list[tuple[int, int, int, int, int, int,
     return out
 
 
-def whole_document_rows(detector: Any, fast: Any, ids: Any, lengths: Any, rows: Rows, at: Any) -> None:
-    """Fill ``rows`` at indices ``at`` for text items whose token ids are ``ids`` (all documents
-    concatenated) with ``lengths`` ids each: the whole-document test of
-    :meth:`~dojang.text.TextDetector.detect_batch`, scored by the compiled loop ``fast.score``."""
+@dataclass(frozen=True, slots=True)
+class Best:
+    """The whole-document test of a batch of documents: for each, the corrected log p-value of
+    its best (key, configuration) pair, that pair's index in ``detector.keys x detector.configs``
+    order, and the tokens scored under it."""
+
+    log_p: Any  # float64 (n,)
+    pair: Any  # int64 (n,)
+    tokens: Any  # int64 (n,)
+
+
+def whole_document_best(detector: Any, fast: Any, ids: Any, lengths: Any) -> Best:
+    """The whole-document test of :meth:`~dojang.text.TextDetector.detect_batch` for documents
+    whose token ids are ``ids`` (all concatenated) with ``lengths`` ids each, scored by the
+    compiled loop ``fast.score``, or by numpy when ``fast`` is None."""
     import numpy as np
 
+    pairs = [(k, c) for k in detector.keys for c in detector.configs]
+    nd = len(lengths)
+    if fast is None:
+        docs = np.split(ids, np.cumsum(lengths)[:-1]) if nd > 1 else [ids][:nd]
+        dets = detector.detect_batch(docs)
+        index = {(k.key_id, c.scheme): j for j, (k, c) in enumerate(pairs)}
+        return Best(
+            np.asarray([d.log_p_value for d in dets], dtype=np.float64),
+            np.asarray([index[(d.key_id, d.scheme)] for d in dets], dtype=np.int64),
+            np.asarray([d.tokens_scored for d in dets], dtype=np.int64),
+        )
     configs = _compiled_configs(detector)
     assert configs is not None
-    pairs = [(k, c) for k in detector.keys for c in detector.configs]
-    nd = len(at)
     offsets = np.zeros(nd + 1, dtype=np.int64)
     np.cumsum(lengths, out=offsets[1:])
     totals = np.zeros((len(pairs), nd))
@@ -235,20 +260,72 @@ def whole_document_rows(detector: Any, fast: Any, ids: Any, lengths: Any, rows: 
         better = (lp < best_lp) if j else np.ones(nd, dtype=bool)
         best_lp = np.where(better, lp, best_lp)
         best_idx = np.where(better, j, best_idx)
-    best_n = counts[best_idx, np.arange(nd)]
-    detected = best_lp <= math.log(detector.alpha)
+    return Best(best_lp, best_idx, counts[best_idx, np.arange(nd)])
+
+
+def with_canonical(best: Best, canon: Best, which: Any) -> Best:
+    """Documents ``which`` were also tested in their canonical form (``canon``, one entry each):
+    keep the smaller p-value and pay the factor 2 for the two tests, as
+    :meth:`~dojang.text.TextDetector.detect` does."""
+    import numpy as np
+
+    lp, pair, tokens = best.log_p.copy(), best.pair.copy(), best.tokens.copy()
+    first = best.log_p[which]
+    take = canon.log_p < first
+    lp[which] = np.minimum(np.minimum(first, canon.log_p) + math.log(2.0), 0.0)
+    pair[which] = np.where(take, canon.pair, pair[which])
+    tokens[which] = np.where(take, canon.tokens, tokens[which])
+    return Best(lp, pair, tokens)
+
+
+def fill_rows(detector: Any, best: Best, rows: Rows, at: Any) -> None:
+    """Write the verdicts of ``best`` into ``rows`` at indices ``at``."""
+    import numpy as np
+
+    pairs = [(k, c) for k in detector.keys for c in detector.configs]
+    detected = best.log_p <= math.log(detector.alpha)
     cols = rows.columns
     cols["kind"][at] = "text"
-    cols["verdict"][at] = np.where(detected, "detected", np.where(best_n < detector.min_tokens, "inconclusive", "not_detected"))
+    cols["verdict"][at] = np.where(
+        detected, "detected", np.where(best.tokens < detector.min_tokens, "inconclusive", "not_detected")
+    )
     with np.errstate(under="ignore"):
-        cols["p_value"][at] = np.where(best_lp > -745.0, np.exp(best_lp), 0.0)  # as stats.to_p_value
-    cols["log10_p_value"][at] = best_lp / math.log(10.0)
+        cols["p_value"][at] = np.where(best.log_p > -745.0, np.exp(best.log_p), 0.0)  # as stats.to_p_value
+    cols["log10_p_value"][at] = best.log_p / math.log(10.0)
     key_ids = np.asarray([key.key_id for key, _ in pairs], dtype=object)
-    matched = key_ids[best_idx]
+    matched = key_ids[best.pair]
     matched[~detected] = None  # a key is named only when it matched
     cols["key_id"][at] = matched
-    cols["scheme"][at] = np.asarray([cfg.scheme for _, cfg in pairs], dtype=object)[best_idx]
-    cols["tokens_scored"][at] = best_n
+    cols["scheme"][at] = np.asarray([cfg.scheme for _, cfg in pairs], dtype=object)[best.pair]
+    cols["tokens_scored"][at] = best.tokens
+
+
+def whole_document_rows(detector: Any, fast: Any, ids: Any, lengths: Any, rows: Rows, at: Any) -> None:
+    """Fill ``rows`` at indices ``at`` with :func:`whole_document_best` of the documents."""
+    fill_rows(detector, whole_document_best(detector, fast, ids, lengths), rows, at)
+
+
+_WS_RUN = re.compile(r"\s+")
+
+
+def canonical_form(text: str) -> str | None:
+    """The canonical form :meth:`~dojang.text.TextDetector.detect` also tests (for ASCII text:
+    whitespace runs made one space), or None when it would not test one."""
+    from dojang.text._canonical import canonicalize
+    from dojang.text.detect import normalize
+
+    canon = _WS_RUN.sub(" ", text) if text.isascii() else canonicalize(text)[0]
+    if canon == text or not canon.strip() or normalize(canon) != canon:
+        return None
+    return canon
+
+
+def _is_unicode(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 class _Runtime:
@@ -274,13 +351,19 @@ class _Runtime:
             spec = s.tokenizer_json or default_tokenizer_json()
             self._tokenizer = Tokenizer.from_str(spec)
             self._encode = flat_encoder(self._tokenizer, spec)
+            hf: Any = self._tokenizer
+            if s.spans:  # TextDetector.detect needs offsets from a transformers tokenizer
+                from transformers import PreTrainedTokenizerFast
+
+                hf = PreTrainedTokenizerFast(tokenizer_object=self._tokenizer)
             self._text = TextDetector(
                 keys=s.keys,
-                tokenizer=self._tokenizer,
+                tokenizer=hf,
                 configs=list(s.schemes) or None,
                 alpha=s.alpha,
                 min_tokens=s.min_tokens,
                 scan=s.spans,
+                canonical=s.canonical,
             )
             self._fast = compiled() if _compiled_configs(self._text) is not None else None
         return self._text, self._tokenizer
@@ -291,45 +374,34 @@ class _Runtime:
 
         from dojang.text.detect import normalize
 
-        detector, tokenizer = self._text_detector()
+        detector, _ = self._text_detector()
         todo: list[int] = []
         texts: list[str] = []
         for i, item in zip(at, items, strict=True):
             text = normalize(item.content) if isinstance(item.content, str) else None
             if text is None or not text.strip():
                 rows.put(i, ScanRow.failed(item.item_id, "text", "the text is empty"))
-                continue
-            todo.append(i)
-            texts.append(text)
+            elif not text.isascii() and not _is_unicode(text):  # JSON allows "\ud800": not text
+                rows.put(i, ScanRow.failed(item.item_id, "text", "the text is not valid Unicode (a lone surrogate)"))
+            else:
+                todo.append(i)
+                texts.append(text)
         if not texts:
             return
-        try:
-            if not self.scorer.spans:
-                ids, lengths = self._encode(texts)
-        except UnicodeEncodeError:  # a lone surrogate (JSON allows "\ud800"): not text
-            valid = []
-            for i, text in zip(todo, texts, strict=True):
-                try:
-                    text.encode("utf-8")
-                    valid.append((i, text))
-                except UnicodeEncodeError:
-                    rows.put(i, ScanRow.failed(rows.columns["id"][i], "text", "the text is not valid Unicode (a lone surrogate)"))
-            todo, texts = [i for i, _ in valid], [t for _, t in valid]
-            if not texts:
-                return
-            if not self.scorer.spans:
-                ids, lengths = self._encode(texts)
         if self.scorer.spans:
-            encoded = tokenizer.encode_batch(texts, add_special_tokens=False)
-            for i, enc in zip(todo, encoded, strict=True):
-                det = detector.detect_ids(np.asarray(enc.ids, dtype=np.int64), offsets=np.asarray(enc.offsets).reshape(-1, 2))
-                rows.put(i, ScanRow.from_detection(rows.columns["id"][i], "text", det))
-        elif self._fast is not None:
-            whole_document_rows(detector, self._fast, ids, lengths, rows, np.asarray(todo, dtype=np.int64))
-        else:
-            docs = np.split(ids, np.cumsum(lengths)[:-1]) if len(texts) > 1 else [ids]
-            for i, det in zip(todo, detector.detect_batch(docs), strict=True):
-                rows.put(i, ScanRow.from_detection(rows.columns["id"][i], "text", det))
+            for i, text in zip(todo, texts, strict=True):
+                rows.put(i, ScanRow.from_detection(rows.columns["id"][i], "text", detector.detect(text)))
+            return
+        forms = [canonical_form(t) for t in texts] if self.scorer.canonical else []
+        which = [j for j, c in enumerate(forms) if c is not None]
+        ids, lengths = self._encode(texts + [forms[j] for j in which])  # type: ignore[misc]
+        n = len(texts)
+        split = int(lengths[:n].sum())
+        best = whole_document_best(detector, self._fast, ids[:split], lengths[:n])
+        if which:
+            canon = whole_document_best(detector, self._fast, ids[split:], lengths[n:])
+            best = with_canonical(best, canon, np.asarray(which, dtype=np.int64))
+        fill_rows(detector, best, rows, np.asarray(todo, dtype=np.int64))
 
     # -- images ------------------------------------------------------------------------------
     def _score_image(self, item: Item) -> ScanRow:

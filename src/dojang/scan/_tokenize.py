@@ -70,11 +70,12 @@ def class_table() -> bytes:
 
 def compiled() -> Any:
     """The compiled loops (``dojang.scan._fast``), or None where the extension was not built."""
+    import importlib
+
     try:
-        from dojang.scan import _fast
+        return importlib.import_module("dojang.scan._fast")
     except ImportError:
         return None
-    return _fast
 
 
 class FastEncoder:
