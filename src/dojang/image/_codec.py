@@ -46,6 +46,7 @@ MAX_AMPLITUDE = 8.0
 TEXTURE_GAIN = 0.5  # amplitude per unit of local activity
 SATURATED_BOOST = 1.4  # amplitude factor where luma is within 8 levels of black or white
 INFORMED_ROUNDS = 2  # rounds of measuring the reader's response and re-balancing bit gains
+CROP_CHECK_FRACTION = 0.8  # side of the centre crop the embedder reads back to judge crop robustness
 
 
 @dataclass(frozen=True)
@@ -124,6 +125,26 @@ def luma_delta(
         gains = _balanced_gains(host, np.maximum(response / gains, 1e-6))
         delta = amp * render(tile.cells(bits, gains), h, w, scale)
     return delta
+
+
+def log_p_centre_crop(
+    luma: NDArray[np.float32], key: Key, layout: Layout, *, fraction: float = CROP_CHECK_FRACTION
+) -> float:
+    """Log p-value (before any search correction) of the mark read from the centre ``fraction``
+    crop of a marked luma image, at the scale that crop implies and the offset its fold finds.
+
+    Informed embedding balances the bits for the whole image; on pure textures a crop removes
+    much of that balance. The embedder uses this reading to spend more of its PSNR budget where
+    a crop would otherwise lose the mark."""
+    h, w = luma.shape
+    ch, cw = round(h * fraction), round(w * fraction)
+    top, left = (h - ch) // 2, (w - cw) // 2
+    res = prepare(luma[top : top + ch, left : left + cw]).residual
+    scale = _sync.canonical_scale(ch, cw) / _sync.canonical_scale(h, w)
+    template_fft = np.fft.rfft2(unit_template(sync_chips(key)))
+    al = _sync.align(res, scale, 0.0, template_fft)
+    log_p, _, _, _ = read_alignment(_sync.read_cells(res, al), keyed_tile(key, layout))
+    return log_p
 
 
 # -- reading -----------------------------------------------------------------------------------------
