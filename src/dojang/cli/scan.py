@@ -27,7 +27,7 @@ from dojang.cli._common import friendly_errors
 @click.option(
     "--canonical",
     is_flag=True,
-    help="Also test each text's canonical form, as single checks do (about 2x slower; see docs/scan.md).",
+    help="Also test each text's canonical form, as single checks do (about 5x slower; see docs/scan.md).",
 )
 @click.option("--no-image-search", is_flag=True, help="Skip the search for crops and rotations in images (faster).")
 @click.argument("inputs", metavar="INPUT...", nargs=-1, required=True)

@@ -127,9 +127,7 @@ def luma_delta(
     return delta
 
 
-def log_p_centre_crop(
-    luma: NDArray[np.float32], key: Key, layout: Layout, *, fraction: float = CROP_CHECK_FRACTION
-) -> float:
+def log_p_centre_crop(luma: NDArray[np.float32], key: Key, layout: Layout, *, fraction: float = CROP_CHECK_FRACTION) -> float:
     """Log p-value (before any search correction) of the mark read from the centre ``fraction``
     crop of a marked luma image, at the scale that crop implies and the offset its fold finds.
 

@@ -115,7 +115,7 @@ class Scorer:
     ``schemes``: text schemes or presets to try (default: all). ``spans``: also run the text span
     scan (finds marked passages inside human text; much slower). ``canonical``: also test each
     text's canonical form, as single checks do (invisible characters, full-width forms,
-    whitespace runs, look-alike letters; about 2x slower). ``image_search``: search for
+    whitespace runs, look-alike letters; about 5x slower). ``image_search``: search for
     crops and rotations in images. ``tokenizer_json``: the fast tokenizer's JSON (default: the
     embedded model's). ``min_tokens``: fewer scored tokens than this make a text inconclusive.
     """
