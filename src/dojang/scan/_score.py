@@ -82,7 +82,7 @@ ROW_FIELDS = ("id", "kind", "verdict", "p_value", "log10_p_value", "key_id", "sc
 class Rows:
     """The rows of one batch, column by column: what a scan writes, without a Python object per
     row on the fast path. :meth:`to_rows` gives :class:`ScanRow` objects, :meth:`to_table` the
-    pyarrow table (schema of :func:`dojang.scan._store.rows_to_table`)."""
+    pyarrow table (schema :func:`dojang.scan._store.row_schema`)."""
 
     def __init__(self, n: int) -> None:
         import numpy as np

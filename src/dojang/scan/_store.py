@@ -22,7 +22,6 @@ import logging
 import os
 import shutil
 from collections import Counter
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,7 +29,7 @@ from typing import Any
 from dojang.errors import ConfigError, InputError
 from dojang.scan._deps import require
 from dojang.scan._inputs import Shard
-from dojang.scan._score import ROW_FIELDS, ScanRow
+from dojang.scan._score import ROW_FIELDS
 
 log = logging.getLogger(__name__)
 
@@ -41,12 +40,6 @@ def row_schema() -> Any:
     pa = require("pyarrow")
     types = {"p_value": pa.float64(), "log10_p_value": pa.float64(), "tokens_scored": pa.int64()}
     return pa.schema([(name, types.get(name, pa.string())) for name in ROW_FIELDS])
-
-
-def rows_to_table(rows: Iterable[ScanRow]) -> Any:
-    pa = require("pyarrow")
-    rows = list(rows)
-    return pa.table({name: [getattr(r, name) for r in rows] for name in ROW_FIELDS}, schema=row_schema())
 
 
 def counts_of(table: Any) -> dict[str, Any]:
