@@ -164,17 +164,25 @@ typedef struct {
     Py_ssize_t size, cap;
 } Buf;
 
+/* Make room for ``need`` items of ``item`` bytes in ``*data`` (doubling ``*cap``). */
+static int grow_arena(void **data, size_t *cap, size_t need, size_t item) {
+    if (need <= *cap) return 0;
+    size_t n = *cap ? *cap : 65536;
+    while (n < need) n *= 2;
+    void *d = realloc(*data, n * item);
+    if (!d) return -1;
+    *data = d;
+    *cap = n;
+    return 0;
+}
+
 static int buf_reserve(Buf *b, Py_ssize_t extra) {
-    if (b->size + extra <= b->cap) return 0;
-    Py_ssize_t cap = b->cap ? b->cap : 4096;
-    while (cap < b->size + extra) cap *= 2;
-    int64_t *d = (int64_t *)realloc(b->data, (size_t)cap * sizeof(int64_t));
-    if (!d) {
+    size_t cap = (size_t)b->cap;
+    if (grow_arena((void **)&b->data, &cap, (size_t)(b->size + extra), sizeof(int64_t)) < 0) {
         PyErr_NoMemory();
         return -1;
     }
-    b->data = d;
-    b->cap = cap;
+    b->cap = (Py_ssize_t)cap;
     return 0;
 }
 
@@ -258,17 +266,6 @@ static int cache_grow(PieceCache *c) { /* double the table, re-inserting every e
         c->used++;
     }
     free(old);
-    return 0;
-}
-
-static int grow_arena(void **data, size_t *cap, size_t need, size_t item) {
-    if (need <= *cap) return 0;
-    size_t n = *cap ? *cap : 65536;
-    while (n < need) n *= 2;
-    void *d = realloc(*data, n * item);
-    if (!d) return -1;
-    *data = d;
-    *cap = n;
     return 0;
 }
 
