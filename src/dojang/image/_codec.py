@@ -309,7 +309,7 @@ def read_key(prep: Prepared, key: Key, *, search: bool = True) -> Reading:
     return best
 
 
-REFINE_STEPS = ((0.004, 0.2), (0.002, 0.1), (0.001, 0.05))  # (relative scale, degrees), coarse to fine
+REFINE_STEPS = ((0.008, 0.4), (0.004, 0.2), (0.002, 0.1), (0.001, 0.05))  # (relative scale, degrees), coarse to fine
 
 
 def _refine(res: NDArray[np.float32], al: _sync.Alignment, template_fft: NDArray[np.complex128]) -> _sync.Alignment:

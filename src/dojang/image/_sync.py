@@ -108,29 +108,56 @@ def band_template(unit_template: NDArray[np.float32]) -> NDArray[np.complex128]:
 _HARM = np.fft.ifftshift(np.arange(-_BAND // 2, _BAND // 2)).astype(np.float64)  # DFT order
 
 
+_REFINED = 48  # best grid points that are refined before the candidates are picked
+_REFINE_STEPS = ((0.0035, math.radians(0.2)), (0.00175, math.radians(0.1)))  # half, then quarter grid steps
+
+
+def _sync_scores(
+    spec: Spectrum, weight: NDArray[np.complex64], scales: NDArray[np.float64], angles: NDArray[np.float64]
+) -> NDArray[np.float64]:
+    """Sync correlation peak (in standard deviations) of each (scale, angle) pair, ``(len(scales),)``."""
+    bb, aa = np.meshgrid(_HARM, _HARM, indexing="ij")  # [b (rows), a (cols)]
+    c, s = np.cos(angles)[:, None, None], np.sin(angles)[:, None, None]
+    inv = 1.0 / scales[:, None, None]
+    kx = np.rint((c * aa - s * bb) * (spec.width / TILE_UNITS) * inv).astype(np.int64) % spec.width
+    ky = np.rint((s * aa + c * bb) * (spec.rows / TILE_UNITS) * inv).astype(np.int64) % spec.rows
+    vals = spec.values[ky * spec.width + kx]
+    corr = np.fft.ifft2(vals * weight, axes=(1, 2)).real.reshape(len(scales), -1)
+    return np.asarray((corr.max(axis=1) - corr.mean(axis=1)) / (corr.std(axis=1) + 1e-12), dtype=np.float64)
+
+
 def coherent_candidates(
     spec: Spectrum, template_band: NDArray[np.complex128], count: int = 4
 ) -> list[tuple[float, float, float]]:
-    """The ``count`` best (scale, angle, z) by the sync correlation peak, NMS-separated."""
-    bb, aa = np.meshgrid(_HARM, _HARM, indexing="ij")  # [b (rows), a (cols)]
+    """The ``count`` best (scale, angle, z) by the sync correlation peak, NMS-separated.
+
+    The grid (0.7 % by 0.4 degrees) is coarse for the highest harmonics: half a step off costs a
+    true lattice much of its peak, so a crop's odd scale can rank below chance peaks. The best
+    ``_REFINED`` grid points are therefore refined (the best of their 3 x 3 neighbours at half,
+    then quarter steps) before the candidates are ranked and separated."""
     weight = np.conj(template_band).astype(np.complex64)  # F conj(T): the correlation mirrored, same peak height
-    c, s = np.cos(SEARCH_ANGLES)[:, None, None], np.sin(SEARCH_ANGLES)[:, None, None]
-    base_x = (c * aa - s * bb) * (spec.width / TILE_UNITS)  # bins at scale 1
-    base_y = (s * aa + c * bb) * (spec.rows / TILE_UNITS)
     scores = np.empty((len(SEARCH_SCALES), len(SEARCH_ANGLES)))
     for i, sc in enumerate(SEARCH_SCALES):
-        kx = np.rint(base_x / sc).astype(np.int64) % spec.width
-        ky = np.rint(base_y / sc).astype(np.int64) % spec.rows
-        vals = spec.values[ky * spec.width + kx]
-        corr = np.fft.ifft2(vals * weight, axes=(1, 2)).real.reshape(len(SEARCH_ANGLES), -1)
-        scores[i] = (corr.max(axis=1) - corr.mean(axis=1)) / (corr.std(axis=1) + 1e-12)
+        scores[i] = _sync_scores(spec, weight, np.full(len(SEARCH_ANGLES), sc), SEARCH_ANGLES)
+    grid_best = np.argsort(scores, axis=None)[::-1][:_REFINED]
+    rows, cols = np.unravel_index(grid_best, scores.shape)
+    points = np.stack([SEARCH_SCALES[rows], SEARCH_ANGLES[cols]], axis=1)
+    z = scores.flat[grid_best]
+    steps = np.array([(i, j) for i in (-1, 0, 1) for j in (-1, 0, 1)], dtype=np.float64)  # (9, 2)
+    for ds, da in _REFINE_STEPS:
+        trial_s = (points[:, None, 0] * (1.0 + steps[None, :, 0] * ds)).ravel()
+        trial_a = (points[:, None, 1] + steps[None, :, 1] * da).ravel()
+        trial_z = _sync_scores(spec, weight, trial_s, trial_a).reshape(len(points), len(steps))
+        pick = trial_z.argmax(axis=1)
+        rows = np.arange(len(points))
+        points = np.stack([trial_s.reshape(len(points), -1)[rows, pick], trial_a.reshape(len(points), -1)[rows, pick]], axis=1)
+        z = trial_z[rows, pick]
     found: list[tuple[float, float, float]] = []
-    for flat_i in np.argsort(scores, axis=None)[::-1][:500]:
-        i, j = np.unravel_index(flat_i, scores.shape)
-        sc, an = float(SEARCH_SCALES[i]), float(SEARCH_ANGLES[j])
+    for k in np.argsort(z)[::-1]:
+        sc, an = float(points[k, 0]), float(points[k, 1])
         if any(abs(math.log(sc / s0)) < 0.03 and abs(an - a0) < math.radians(2.0) for s0, a0, _ in found):
             continue
-        found.append((sc, an, float(scores[i, j])))
+        found.append((sc, an, float(z[k])))
         if len(found) >= count:
             break
     return found
