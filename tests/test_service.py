@@ -352,3 +352,31 @@ def test_der_signing_chain_is_accepted(env, tmp_path) -> None:  # type: ignore[n
         env.app.state.services.repo.authenticate(env.other["Authorization"].split()[1]).tenant_id
     )
     assert stored is not None and stored[0].startswith("-----BEGIN CERTIFICATE-----")
+
+
+def test_verify_tells_non_owners_no_key_p_value_or_content_id(env, marked_text) -> None:  # type: ignore[no-untyped-def]
+    """Regression: /v1/verify's reason named the matching key, its p-value and an image's decoded
+    content id to anyone (the public page shows it in the C2PA panel); a text's store entry named
+    the key. Non-owners now get the provider's name only, as on the detection routes."""
+    from dojang.provenance import record_text
+    from dojang.service.repo import DBManifestStore
+
+    c = env.client
+    key_id = env.acme_key.key_id
+    image = png_bytes(embed(Image.fromarray(skdata.coffee()[:256, :256]), env.acme_key, "0123456789abcdef"))
+    text = marked_text(env.acme_key)
+    for name, data in (("m.png", image), ("m.txt", text.encode())):
+        for headers in ({}, env.checker, env.other):
+            res = c.post("/v1/verify", files={"file": (name, data)}, headers=headers).json()
+            assert res["state"] == "no_credential" and res["watermark"]["provider"] == "acme-ai", res
+            assert key_id not in str(res) and "p = " not in res["reason"] and "0123456789abcdef" not in str(res), res
+            assert "acme-ai" in res["reason"]
+        owner = c.post("/v1/verify", files={"file": (name, data)}, headers=env.acme).json()
+        assert key_id in owner["reason"] and "p = " in owner["reason"]  # the owner keeps the full reason
+    tenant_id = env.app.state.services.repo.authenticate(env.acme["Authorization"].split()[1]).tenant_id
+    record_text(DBManifestStore(env.app.state.services.engine, tenant_id), text, key_id=key_id, scheme="default", model="m")
+    res = c.post("/v1/verify", files={"file": ("m.txt", text.encode())}, headers=env.checker).json()
+    assert res["state"] == "recovered" and res["recovered_from"]["match"] == "exact", res
+    assert key_id not in str(res) and "acme-ai" in res["reason"], res
+    owner = c.post("/v1/verify", files={"file": ("m.txt", text.encode())}, headers=env.acme).json()
+    assert owner["recovered_from"]["key_id"] == key_id
