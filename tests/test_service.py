@@ -299,6 +299,28 @@ def test_serve_refuses_without_master_key(monkeypatch, tmp_path) -> None:  # typ
     assert "DOJANG_MASTER_KEY" in line
 
 
+@pytest.mark.parametrize(
+    ("url", "words"),
+    [
+        ("postgresql://bob:s3cret-pw@127.0.0.1:1/nothing", "port 1 failed"),  # nothing listens on port 1
+        ("nosuchdb://bob:s3cret-pw@localhost/x", "nosuchdb"),
+    ],
+)
+def test_serve_names_a_database_it_cannot_open_without_its_password(monkeypatch, tmp_path, url, words) -> None:  # type: ignore[no-untyped-def]
+    """Regression: an unreachable or unusable DOJANG_DATABASE_URL was a 140-line driver traceback."""
+    from click.testing import CliRunner
+
+    from dojang.cli import main
+    from tests.helpers import one_error_line
+
+    monkeypatch.setenv("DOJANG_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("DOJANG_MASTER_KEY", "ab" * 32)
+    monkeypatch.setenv("DOJANG_DATABASE_URL", url)
+    line = one_error_line(CliRunner().invoke(main, ["serve", "--no-dev", "--port", "9"]))
+    assert "cannot open the database" in line and "bob:***@" in line and words in line, line
+    assert "s3cret-pw" not in line
+
+
 def test_embed_then_detect_through_the_service(env) -> None:  # type: ignore[no-untyped-def]
     marked = embed(Image.fromarray(skdata.coffee()), env.other_key, "0011223344556677")
     res = env.client.post("/v1/image/detect", files={"file": ("m.png", png_bytes(marked), "image/png")}, headers=env.other).json()

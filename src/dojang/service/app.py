@@ -17,7 +17,7 @@ from fastapi.responses import JSONResponse, Response
 from dojang import __version__
 from dojang.errors import ConfigError, DojangError, DojangKeyError, InputError, ProvenanceError
 from dojang.service.config import Settings
-from dojang.service.db import make_engine, upgrade
+from dojang.service.db import open_database
 from dojang.service.repo import Principal, Repo
 
 __all__ = ["create_app"]
@@ -53,8 +53,7 @@ class Services:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.engine = make_engine(settings.database_url)
-        upgrade(self.engine)
+        self.engine = open_database(settings.database_url)
         self.repo = Repo(self.engine, settings.master_key)
         self.limiter = RateLimiter()
         # Detection is CPU-bound: at most one per core runs at a time, the rest wait their turn in
