@@ -4,6 +4,7 @@ tenants, keys, the detection oracle's tiers, C2PA verification and resolution, l
 from __future__ import annotations
 
 import io
+import math
 
 import pytest
 from PIL import Image
@@ -123,6 +124,7 @@ def test_text_detection_tiers(env, marked_text) -> None:  # type: ignore[no-unty
     assert n_keys >= 2  # every provider's keys were tried, and the p-value is corrected for them
     only = c.post("/v1/text/detect", json={"text": text, "key_id": env.acme_key.key_id}, headers=env.acme).json()
     assert only["keys_tried"] == 1 and only["p_value"] <= owner["p_value"]
+    assert owner["log10_p_value"] == pytest.approx(only["log10_p_value"] + math.log10(n_keys))  # Bonferroni over the keys
     human = c.post("/v1/text/detect", json={"text": HUMAN_EN}).json()
     assert human["verdict"] == "not_detected" and human["provider"] is None
     assert c.post("/v1/text/detect", json={"text": "x", "provider": "nobody"}).status_code == 404
@@ -325,6 +327,36 @@ def test_embed_then_detect_through_the_service(env) -> None:  # type: ignore[no-
     marked = embed(Image.fromarray(skdata.coffee()), env.other_key, "0011223344556677")
     res = env.client.post("/v1/image/detect", files={"file": ("m.png", png_bytes(marked), "image/png")}, headers=env.other).json()
     assert res["verdict"] == "detected" and res["provider"] == "other-ai" and res["payload"] == "0011223344556677"
+    one = env.client.post(
+        "/v1/image/detect",
+        files={"file": ("m.png", png_bytes(marked), "image/png")},
+        data={"key_id": env.other_key.key_id},
+        headers=env.other,
+    ).json()
+    assert res["keys_tried"] >= 2 and one["keys_tried"] == 1
+    assert res["log10_p_value"] == pytest.approx(one["log10_p_value"] + math.log10(res["keys_tried"]))  # corrected for the keys
+
+
+def test_tokens_are_stored_only_as_hashes(env) -> None:  # type: ignore[no-untyped-def]
+    from dojang.service import db
+    from dojang.service.crypto import hash_token
+
+    token = env.client.post("/v1/tokens", headers=env.checker).json()["token"]
+    with env.app.state.services.engine.connect() as conn:
+        rows = [tuple(str(v) for v in r) for r in conn.execute(select(db.tokens))]
+    assert rows and not any(token in v for r in rows for v in r)
+    assert any(hash_token(token) in r for r in rows)
+
+
+def test_a_request_past_the_timeout_is_a_504(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import time
+
+    e = build_env(f"sqlite:///{tmp_path / 's.sqlite3'}", tmp_path, request_timeout_s=0.2)
+    svc = e.app.state.services
+    run = svc.detect
+    svc.detect = lambda work: (time.sleep(0.6), run(work))[1]
+    r = e.client.post("/v1/text/detect", json={"text": HUMAN_EN}, headers=e.checker)
+    assert r.status_code == 504 and "too long" in r.json()["detail"]
 
 
 @pytest.mark.slow
