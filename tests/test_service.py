@@ -434,3 +434,14 @@ def test_verify_tells_non_owners_no_key_p_value_or_content_id(env, marked_text) 
     assert key_id not in str(res) and "acme-ai" in res["reason"], res
     owner = c.post("/v1/verify", files={"file": ("m.txt", text.encode())}, headers=env.acme).json()
     assert owner["recovered_from"]["key_id"] == key_id
+
+
+def test_the_migrations_build_exactly_the_tables_the_code_uses(env) -> None:  # type: ignore[no-untyped-def]
+    """A column added to db.py without a migration would only show on the first insert that needs it."""
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+
+    from dojang.service import db
+
+    with env.app.state.services.engine.connect() as conn:
+        assert compare_metadata(MigrationContext.configure(conn), db.metadata) == []
