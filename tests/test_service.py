@@ -4,6 +4,7 @@ tenants, keys, the detection oracle's tiers, C2PA verification and resolution, l
 from __future__ import annotations
 
 import io
+import math
 
 import pytest
 from PIL import Image
@@ -123,6 +124,7 @@ def test_text_detection_tiers(env, marked_text) -> None:  # type: ignore[no-unty
     assert n_keys >= 2  # every provider's keys were tried, and the p-value is corrected for them
     only = c.post("/v1/text/detect", json={"text": text, "key_id": env.acme_key.key_id}, headers=env.acme).json()
     assert only["keys_tried"] == 1 and only["p_value"] <= owner["p_value"]
+    assert owner["log10_p_value"] == pytest.approx(only["log10_p_value"] + math.log10(n_keys))  # Bonferroni over the keys
     human = c.post("/v1/text/detect", json={"text": HUMAN_EN}).json()
     assert human["verdict"] == "not_detected" and human["provider"] is None
     assert c.post("/v1/text/detect", json={"text": "x", "provider": "nobody"}).status_code == 404
@@ -299,10 +301,62 @@ def test_serve_refuses_without_master_key(monkeypatch, tmp_path) -> None:  # typ
     assert "DOJANG_MASTER_KEY" in line
 
 
+@pytest.mark.parametrize(
+    ("url", "words"),
+    [
+        ("postgresql://bob:s3cret-pw@127.0.0.1:1/nothing", "port 1 failed"),  # nothing listens on port 1
+        ("nosuchdb://bob:s3cret-pw@localhost/x", "nosuchdb"),
+    ],
+)
+def test_serve_names_a_database_it_cannot_open_without_its_password(monkeypatch, tmp_path, url, words) -> None:  # type: ignore[no-untyped-def]
+    """Regression: an unreachable or unusable DOJANG_DATABASE_URL was a 140-line driver traceback."""
+    from click.testing import CliRunner
+
+    from dojang.cli import main
+    from tests.helpers import one_error_line
+
+    monkeypatch.setenv("DOJANG_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("DOJANG_MASTER_KEY", "ab" * 32)
+    monkeypatch.setenv("DOJANG_DATABASE_URL", url)
+    line = one_error_line(CliRunner().invoke(main, ["serve", "--no-dev", "--port", "9"]))
+    assert "cannot open the database" in line and "bob:***@" in line and words in line, line
+    assert "s3cret-pw" not in line
+
+
 def test_embed_then_detect_through_the_service(env) -> None:  # type: ignore[no-untyped-def]
     marked = embed(Image.fromarray(skdata.coffee()), env.other_key, "0011223344556677")
     res = env.client.post("/v1/image/detect", files={"file": ("m.png", png_bytes(marked), "image/png")}, headers=env.other).json()
     assert res["verdict"] == "detected" and res["provider"] == "other-ai" and res["payload"] == "0011223344556677"
+    one = env.client.post(
+        "/v1/image/detect",
+        files={"file": ("m.png", png_bytes(marked), "image/png")},
+        data={"key_id": env.other_key.key_id},
+        headers=env.other,
+    ).json()
+    assert res["keys_tried"] >= 2 and one["keys_tried"] == 1
+    assert res["log10_p_value"] == pytest.approx(one["log10_p_value"] + math.log10(res["keys_tried"]))  # corrected for the keys
+
+
+def test_tokens_are_stored_only_as_hashes(env) -> None:  # type: ignore[no-untyped-def]
+    from dojang.service import db
+    from dojang.service.crypto import hash_token
+
+    token = env.client.post("/v1/tokens", headers=env.checker).json()["token"]
+    with env.app.state.services.engine.connect() as conn:
+        rows = [tuple(str(v) for v in r) for r in conn.execute(select(db.tokens))]
+    assert rows and not any(token in v for r in rows for v in r)
+    assert any(hash_token(token) in r for r in rows)
+
+
+def test_a_request_past_the_timeout_is_a_504(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import time
+
+    e = build_env(f"sqlite:///{tmp_path / 's.sqlite3'}", tmp_path, request_timeout_s=0.2)
+    svc = e.app.state.services
+    run = svc.detect
+    svc.detect = lambda work: (time.sleep(0.6), run(work))[1]
+    r = e.client.post("/v1/text/detect", json={"text": HUMAN_EN}, headers=e.checker)
+    assert r.status_code == 504 and "too long" in r.json()["detail"]
 
 
 @pytest.mark.slow
@@ -352,3 +406,42 @@ def test_der_signing_chain_is_accepted(env, tmp_path) -> None:  # type: ignore[n
         env.app.state.services.repo.authenticate(env.other["Authorization"].split()[1]).tenant_id
     )
     assert stored is not None and stored[0].startswith("-----BEGIN CERTIFICATE-----")
+
+
+def test_verify_tells_non_owners_no_key_p_value_or_content_id(env, marked_text) -> None:  # type: ignore[no-untyped-def]
+    """Regression: /v1/verify's reason named the matching key, its p-value and an image's decoded
+    content id to anyone (the public page shows it in the C2PA panel); a text's store entry named
+    the key. Non-owners now get the provider's name only, as on the detection routes."""
+    from dojang.provenance import record_text
+    from dojang.service.repo import DBManifestStore
+
+    c = env.client
+    key_id = env.acme_key.key_id
+    image = png_bytes(embed(Image.fromarray(skdata.coffee()[:256, :256]), env.acme_key, "0123456789abcdef"))
+    text = marked_text(env.acme_key)
+    for name, data in (("m.png", image), ("m.txt", text.encode())):
+        for headers in ({}, env.checker, env.other):
+            res = c.post("/v1/verify", files={"file": (name, data)}, headers=headers).json()
+            assert res["state"] == "no_credential" and res["watermark"]["provider"] == "acme-ai", res
+            assert key_id not in str(res) and "p = " not in res["reason"] and "0123456789abcdef" not in str(res), res
+            assert "acme-ai" in res["reason"]
+        owner = c.post("/v1/verify", files={"file": (name, data)}, headers=env.acme).json()
+        assert key_id in owner["reason"] and "p = " in owner["reason"]  # the owner keeps the full reason
+    tenant_id = env.app.state.services.repo.authenticate(env.acme["Authorization"].split()[1]).tenant_id
+    record_text(DBManifestStore(env.app.state.services.engine, tenant_id), text, key_id=key_id, scheme="default", model="m")
+    res = c.post("/v1/verify", files={"file": ("m.txt", text.encode())}, headers=env.checker).json()
+    assert res["state"] == "recovered" and res["recovered_from"]["match"] == "exact", res
+    assert key_id not in str(res) and "acme-ai" in res["reason"], res
+    owner = c.post("/v1/verify", files={"file": ("m.txt", text.encode())}, headers=env.acme).json()
+    assert owner["recovered_from"]["key_id"] == key_id
+
+
+def test_the_migrations_build_exactly_the_tables_the_code_uses(env) -> None:  # type: ignore[no-untyped-def]
+    """A column added to db.py without a migration would only show on the first insert that needs it."""
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+
+    from dojang.service import db
+
+    with env.app.state.services.engine.connect() as conn:
+        assert compare_metadata(MigrationContext.configure(conn), db.metadata) == []

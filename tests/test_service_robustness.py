@@ -467,3 +467,43 @@ def test_a_token_on_another_tenants_key(env, tiny_model, tokenizer) -> None:  # 
     # another tenant's audit entries and key listing stay invisible
     assert all(e.get("key_id") != mine for e in c.get("/v1/audit", headers=env.other).json()["entries"])
     assert mine not in c.get("/v1/keys", headers=env.other).text
+
+
+@pytest.mark.parametrize("route", ["/v1/text/detect", "/v1/image/detect"])
+def test_a_chunked_body_is_cut_off_at_the_upload_limit(tmp_path, route) -> None:  # type: ignore[no-untyped-def]
+    """Regression: without a Content-Length the limit held only once the whole body was in: a
+    JSON body was read into memory (a multipart one spooled to disk) however large it was."""
+    import anyio
+
+    e = build_env(f"sqlite:///{tmp_path / 's.sqlite3'}", tmp_path, max_upload_bytes=200_000)
+    chunk, pulled, sent = b"a" * 65536, 0, []
+    if route == "/v1/text/detect":
+        ctype, head, tail = b"application/json", b'{"text": "', b'"}'
+    else:
+        ctype = b"multipart/form-data; boundary=b0undary"
+        head = b'--b0undary\r\nContent-Disposition: form-data; name="file"; filename="a.png"\r\nContent-Type: image/png\r\n\r\n'
+        tail = b"\r\n--b0undary--\r\n"
+    total = 160  # 10 MB, 50 times the limit
+
+    async def receive() -> dict[str, Any]:
+        nonlocal pulled
+        pulled += 1
+        if pulled > total + 2:
+            return {"type": "http.disconnect"}
+        body = head if pulled == 1 else tail if pulled == total + 2 else chunk
+        return {"type": "http.request", "body": body, "more_body": pulled < total + 2}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    scope = {
+        "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST", "scheme": "http",
+        "path": route, "raw_path": route.encode(), "query_string": b"", "root_path": "",
+        "headers": [(b"host", b"test"), (b"content-type", ctype), (b"authorization", e.checker["Authorization"].encode())],
+        "client": ("127.0.0.1", 1), "server": ("test", 80), "state": {},
+    }  # fmt: skip
+    anyio.run(e.app, scope, receive, send)
+    start = next(m for m in sent if m["type"] == "http.response.start")
+    body = b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
+    assert start["status"] == 413 and b"larger than" in body, body
+    assert pulled * len(chunk) < 400_000, f"read {pulled} chunks of 64 KiB before answering"

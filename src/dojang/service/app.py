@@ -17,7 +17,8 @@ from fastapi.responses import JSONResponse, Response
 from dojang import __version__
 from dojang.errors import ConfigError, DojangError, DojangKeyError, InputError, ProvenanceError
 from dojang.service.config import Settings
-from dojang.service.db import make_engine, upgrade
+from dojang.service.db import open_database
+from dojang.service.inputs import BodyTooLarge, ErrorResponse
 from dojang.service.repo import Principal, Repo
 
 __all__ = ["create_app"]
@@ -48,13 +49,49 @@ class RateLimiter:
             return (1.0 - tokens) / rate
 
 
+class BodyLimit:
+    """Count a request body's bytes as they arrive and answer 413 at the limit. The Content-Length
+    check in ``limits`` misses chunked uploads, whose JSON bodies were read whole into memory (and
+    multipart ones spooled whole to disk) before any check ran."""
+
+    def __init__(self, app: Any, *, limit: int) -> None:
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        seen, started = 0, False
+
+        async def counted() -> Any:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.limit:
+                    raise BodyTooLarge(self.limit)
+            return message
+
+        async def watched(message: Any) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, counted, watched)
+        except BodyTooLarge as err:  # raised outside FastAPI's body parsing (which answers 413 itself)
+            if started:
+                raise
+            await ErrorResponse({"detail": str(err)}, status_code=413)(scope, receive, send)
+
+
 class Services:
     """What the routes share: settings, repository, and lazily loaded models."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.engine = make_engine(settings.database_url)
-        upgrade(self.engine)
+        self.engine = open_database(settings.database_url)
         self.repo = Repo(self.engine, settings.master_key)
         self.limiter = RateLimiter()
         # Detection is CPU-bound: at most one per core runs at a time, the rest wait their turn in
@@ -166,6 +203,7 @@ def create_app(settings: Settings) -> FastAPI:
         ],
     )
     app.state.services = Services(settings)
+    app.add_middleware(BodyLimit, limit=settings.max_upload_bytes + 64 * 1024)  # the same allowance for form overhead
 
     @app.middleware("http")
     async def limits(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
@@ -180,7 +218,7 @@ def create_app(settings: Settings) -> FastAPI:
     from fastapi.exceptions import RequestValidationError
     from starlette.exceptions import HTTPException as StarletteHTTPException
 
-    from dojang.service.inputs import ErrorResponse, http_error_with_utf8_detail, validation_error
+    from dojang.service.inputs import http_error_with_utf8_detail, validation_error
 
     app.add_exception_handler(StarletteHTTPException, http_error_with_utf8_detail)  # type: ignore[arg-type]
     app.add_exception_handler(RequestValidationError, validation_error)  # type: ignore[arg-type]

@@ -22,7 +22,10 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import Engine
 
-__all__ = ["audit", "make_engine", "manifests", "metadata", "signing_keys", "tenants", "texts", "tokens", "upgrade", "wm_keys"]
+__all__ = [
+    "audit", "make_engine", "manifests", "metadata", "open_database", "signing_keys", "tenants", "texts", "tokens", "upgrade",
+    "wm_keys",
+]  # fmt: skip
 
 metadata = MetaData()
 
@@ -115,6 +118,39 @@ def make_engine(url: str) -> Engine:
             conn.execute("PRAGMA busy_timeout=30000")
 
     return engine
+
+
+def open_database(url: str) -> Engine:
+    """An engine for ``url`` with the schema at the newest migration. A database that cannot be
+    reached or a URL that cannot be used is one :class:`ServiceError` naming the URL without its
+    password, never a driver traceback."""
+    from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError
+
+    from dojang.errors import ServiceError
+    from dojang.service.config import _redact_url
+
+    try:
+        engine = make_engine(url)
+        upgrade(engine)
+    except (ArgumentError, NoSuchModuleError, OperationalError, OSError) as err:
+        cause = str(getattr(err, "orig", None) or err).strip().splitlines()[0]
+        password = _password(url)
+        if password:
+            cause = cause.replace(password, "***")
+        raise ServiceError(
+            f"cannot open the database {_redact_url(url)}: {cause} "
+            "(check DOJANG_DATABASE_URL: sqlite:///path or postgresql://user@host/db)"
+        ) from None
+    return engine
+
+
+def _password(url: str) -> str | None:
+    try:
+        from sqlalchemy.engine import make_url
+
+        return make_url(url).password
+    except Exception:  # an unparseable URL: nothing to hide beyond what _redact_url hides
+        return None
 
 
 def upgrade(engine: Engine) -> None:

@@ -19,6 +19,7 @@ from pydantic import AfterValidator
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 __all__ = [
+    "BodyTooLarge",
     "ErrorResponse",
     "Identifier",
     "UnicodeText",
@@ -57,9 +58,19 @@ def clean_stored_text(value: str) -> str:
     return value.replace("\x00", "\ufffd")
 
 
+class BodyTooLarge(Exception):
+    """A request body passed the upload limit while it was being read (see ``app.BodyLimit``)."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"request body larger than {limit} bytes")
+
+
 async def http_error_with_utf8_detail(request: Request, exc: StarletteHTTPException) -> Response:
-    """FastAPI answers a JSON body that is not UTF-8 with a bare "error parsing the body"; say why."""
+    """FastAPI answers a JSON body that is not UTF-8, or one cut off at the size limit, with a bare
+    "error parsing the body"; say why."""
     cause = exc.__cause__
+    if exc.status_code == 400 and isinstance(cause, BodyTooLarge):
+        return ErrorResponse({"detail": str(cause)}, status_code=413)
     if exc.status_code == 400 and isinstance(cause, UnicodeDecodeError):
         return ErrorResponse(
             {"detail": f"the request body is not valid UTF-8 (byte {cause.start} of the body); JSON must be UTF-8"},

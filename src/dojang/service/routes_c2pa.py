@@ -1,7 +1,6 @@
 """C2PA soft-binding resolution (durable content credentials): which manifest a watermark's value
 names, and the manifest itself. The manifests are the signed Content Credentials a provider
-published inside its files; any authenticated caller may resolve them. Listing and managing them
-is per tenant."""
+published inside its files; any authenticated caller may resolve them by id. No route lists them."""
 
 from __future__ import annotations
 
