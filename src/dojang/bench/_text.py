@@ -101,8 +101,8 @@ def run_text(
     config = resolve(scheme)
     alpha = min(suite.fprs)
     prompts = [PROMPTS[i % len(PROMPTS)] for i in range(suite.prompts)]
-    n_model_steps = 3 + sum(1 for s in suite.pipelines if s[0][0] in ("paraphrase", "emoji"))
-    total = n_model_steps + len(suite.pipelines) + len(suite.sweeps) + 3
+    # model, marked, unmarked, null set; one per attack and per sweep; length curve, quality
+    total = 4 + len(suite.pipelines) + len(suite.sweeps) + 2
     done = 0
 
     def step(stage: str) -> None:

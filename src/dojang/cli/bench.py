@@ -22,9 +22,17 @@ def _progress(title: str) -> Iterator[Callable[[str, int, int], None]]:
     from rich.console import Console
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
+    console = Console(stderr=True)
+    if not console.is_terminal:  # a log or a pipe: a live bar would only show at the end, so one line a step
+
+        def line(stage: str, done: int, total: int) -> None:
+            click.echo(f"{title}: [{done}/{total}] {stage}", err=True)
+
+        yield line
+        return
     with Progress(
         TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
-        TimeElapsedColumn(), console=Console(stderr=True), transient=False,
+        TimeElapsedColumn(), console=console, transient=False,
     ) as bar:  # fmt: skip
         task = bar.add_task(title, total=None)
 
