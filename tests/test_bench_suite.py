@@ -48,11 +48,14 @@ def test_bad_pipelines(spec: str, message: str) -> None:
 
 def test_toml_and_yaml_read_the_same(tmp_path: Path) -> None:
     toml = tmp_path / "s.toml"
-    toml.write_text('[text]\nprompts = 3\nattacks = ["none", "delete 0.1 + swap 0.1"]\nsweeps = { delete = [0.0, 0.2] }\n')
+    toml.write_text('[text]\nprompts = 3\nattacks = ["none", "delete 0.1 + swap 0.1"]\nsweeps = { delete = [0.0, 0.2] }\n'
+                    'paraphraser = "/models/big"\n')  # fmt: skip
     yaml = tmp_path / "s.yaml"
-    yaml.write_text("text:\n  prompts: 3\n  attacks: [none, delete 0.1 + swap 0.1]\n  sweeps: {delete: [0.0, 0.2]}\n")
+    yaml.write_text("text:\n  prompts: 3\n  attacks: [none, delete 0.1 + swap 0.1]\n  sweeps: {delete: [0.0, 0.2]}\n"
+                    "  paraphraser: /models/big\n")  # fmt: skip
     a, b = load_suite(toml, "text"), load_suite(yaml, "text")
     assert a == b and isinstance(a, TextSuite) and a.prompts == 3 and a.sweeps == (("delete", (0.0, 0.2)),)
+    assert a.paraphraser == "/models/big" and a.to_dict()["paraphraser"] == "/models/big"
 
 
 @pytest.mark.parametrize(
@@ -69,6 +72,7 @@ def test_toml_and_yaml_read_the_same(tmp_path: Path) -> None:
         ("i.toml", "[text]\nsweeps = { paraphrase = [0, 1] }\n", "cannot sweep 'paraphrase'"),
         ("j.json", "{}", "must end in .toml"),
         ("k.yaml", "text: [1, 2\n", "not valid YAML"),
+        ("l.toml", "[text]\nparaphraser = 3\n", "paraphraser: expected a path"),
     ],
 )
 def test_bad_suite_files(tmp_path: Path, name: str, content: str, message: str) -> None:

@@ -1,5 +1,6 @@
 """``run_text`` end to end on tiny random models saved to disk (seconds, not minutes): every
-progress step is reported up to the total, on a terminal or not."""
+progress step is reported up to the total, and the paraphrase attack uses the suite's
+``paraphraser`` model when one is given."""
 
 from __future__ import annotations
 
@@ -11,7 +12,9 @@ import torch
 from click.testing import CliRunner
 
 from dojang.bench import TextSuite, run_text
+from dojang.bench._text import build_text_attack
 from dojang.cli import main
+from dojang.text import attacks as T
 from tests.helpers import fixed_key
 
 
@@ -49,14 +52,35 @@ def test_progress_reaches_its_total(model_dirs) -> None:
     assert [a.name for a in result.attacks][:3] == ["none", "paraphrase", "delete 0.1 + swap 0.1"]
 
 
+def test_paraphrase_uses_the_paraphraser(model_dirs, tokenizer) -> None:
+    from dojang.text.models import load_model
+
+    gen, para = model_dirs
+    result = run_text(_suite(gen, paraphraser=para), key=fixed_key(3))
+    assert result.suite["paraphraser"] == para
+    samples = dict(result.samples)
+    marked = samples["marked answer (no attack)"]
+    by = {p: T.paraphrase(model=load_model(p)[0], tokenizer=tokenizer, seed=1234, batch_size=2).many([marked])[0]
+          for p in (gen, para)}  # fmt: skip
+    assert by[gen] != by[para]  # the two models rewrite differently ...
+    assert samples["paraphrase"] == by[para][:800]  # ... and the run used the paraphraser
+
+
+def test_build_text_attack_paraphraser_defaults_to_the_model(tiny_model, tokenizer) -> None:
+    args = dict(tokenizer=tokenizer, model=tiny_model, human_texts=["a b c"], seed=5, batch_size=2)
+    same = build_text_attack((("paraphrase", ()),), **args, paraphraser=(tiny_model, tokenizer))
+    default = build_text_attack((("paraphrase", ()),), **args)
+    assert same("The river ran fast.") == default("The river ran fast.")
+
+
 def test_cli_progress_lines_when_not_a_terminal(model_dirs, tmp_path: Path) -> None:
-    gen = model_dirs[0]
+    gen, para = model_dirs
     suite = tmp_path / "s.toml"
     suite.write_text(
         f'[text]\nprompts = 1\nmax_new_tokens = 16\nhuman_texts = 4\nlengths = [16]\nmodel = "{gen}"\n'
         'attacks = ["none", "paraphrase"]\nsweeps = {}\n'
     )
-    args = ["bench", "text", "--suite", str(suite), "--out", str(tmp_path / "out")]
+    args = ["bench", "text", "--suite", str(suite), "--paraphraser", para, "--out", str(tmp_path / "out")]
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 0, result.output
     steps = re.findall(r"^bench text: \[(\d+)/(\d+)\] (.+)$", result.stderr, re.M)

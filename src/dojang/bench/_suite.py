@@ -29,7 +29,7 @@ TEXT_ATTACKS: dict[str, tuple[tuple[type, ...], tuple[Any, ...], str]] = {
     "insert": ((float,), (), "insert copies of random words of the text (fraction of the word count)"),
     "swap": ((float,), (), "swap a fraction of the words with their neighbour"),
     "copy_paste": ((float,), (), "paste the answer into human text; the answer is this fraction of the words"),
-    "paraphrase": ((), (), "rewrite with a local language model (no watermark)"),
+    "paraphrase": ((), (), "rewrite with a local language model (no watermark; the suite's paraphraser)"),
     "case": ((str,), ("lower",), "lower, upper, title or swap case"),
     "whitespace": ((float,), (0.5,), "replace a fraction of the spaces with double spaces, newlines, tabs"),
     "homoglyphs": ((float,), (0.1,), "replace a fraction of Latin letters with Cyrillic/Greek look-alikes"),
@@ -125,7 +125,8 @@ class TextSuite:
     how many texts of the shipped human corpus form the null set (each cut to ``human_tokens``);
     ``fprs``: the false-positive rates at which TPR is reported; ``lengths``: answer lengths (in
     tokens) for the TPR-against-length curve; ``model``/``oracle``: local model paths for
-    generation and for perplexity (default: the embedded model)."""
+    generation and for perplexity (default: the embedded model); ``paraphraser``: the local model
+    the paraphrase attack rewrites with (default: the generating model)."""
 
     scheme: str = "default"
     prompts: int = 16
@@ -141,6 +142,7 @@ class TextSuite:
     sweeps: tuple[tuple[str, tuple[float, ...]], ...] = (("substitute", (0.0, 0.1, 0.2, 0.3, 0.5)),)
     model: str | None = None
     oracle: str | None = None
+    paraphraser: str | None = None
     pipelines: tuple[tuple[Step, ...], ...] = field(default=(), init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -247,7 +249,7 @@ def _value(name: str, value: Any, default: Any) -> Any:
         if not isinstance(value, Mapping):
             raise TypeError("expected a table of attack name -> list of strengths")
         return tuple((str(k), tuple(_number(x) for x in _list(v))) for k, v in value.items())
-    if name in ("model", "oracle"):
+    if name in ("model", "oracle", "paraphraser"):
         if value is None or value == "":
             return None
         if not isinstance(value, str):

@@ -74,13 +74,15 @@ def _finish(result: Any, out: str) -> None:
 @click.option("--suite", "suite_path", default=None, help="Suite file (.toml, .yaml); default: the built-in suite.")
 @click.option("--quick", is_flag=True, help="A small version of the suite (a smoke run).")
 @click.option("--key", "key_path", default=None, help="Key file (default: a fresh key, kept in memory only).")
-@click.option("--model", "model_path", default=None, help="Local transformers model to generate and paraphrase with.")
+@click.option("--model", "model_path", default=None, help="Local transformers model to generate (and paraphrase) with.")
 @click.option("--oracle", "oracle_path", default=None, help="Local model that scores perplexity (default: the generator).")
+@click.option("--paraphraser", "paraphraser_path", default=None,
+              help="Local model the paraphrase attack rewrites with (default: the generator).")  # fmt: skip
 @click.option("--out", "out", required=True, help="Folder for report.html and results.json.")
 @friendly_errors
 def text_cmd(
     scheme: str | None, suite_path: str | None, quick: bool, key_path: str | None, model_path: str | None,
-    oracle_path: str | None, out: str,
+    oracle_path: str | None, paraphraser_path: str | None, out: str,
 ) -> None:  # fmt: skip
     """Generate marked and unmarked answers, attack them, detect, and report."""
     from dojang.bench import TextSuite, load_suite, run_text
@@ -88,7 +90,7 @@ def text_cmd(
     suite = load_suite(suite_path, "text")
     if not isinstance(suite, TextSuite):  # pragma: no cover - load_suite returns the modality asked for
         raise TypeError("expected a text suite")
-    given = (("scheme", scheme), ("model", model_path), ("oracle", oracle_path))
+    given = (("scheme", scheme), ("model", model_path), ("oracle", oracle_path), ("paraphraser", paraphraser_path))
     changes: dict[str, Any] = {k: v for k, v in given if v is not None}
     suite = replace(suite, **changes) if changes else suite
     suite = suite.quick() if quick else suite
