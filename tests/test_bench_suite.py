@@ -22,6 +22,9 @@ def test_default_suites_are_valid_and_shrink_for_quick_runs() -> None:
     assert text.quick().prompts < text.prompts and text.quick().human_texts < text.human_texts
     assert len(image.quick().images) < len(image.images)
     assert dict(image.sweeps)["jpeg"][0] == 10 and dict(image.sweeps)["rotate"][-1] == 45
+    quick = dict(image.quick().sweeps)  # thinned, but still over the whole range
+    assert quick["jpeg"] == (10, 40, 70, 100) and quick["crop"] == (0.5, 0.7, 0.8, 1.0)
+    assert quick["rotate"] == (0, 5, 15, 45)
 
 
 def test_pipelines_parse_with_types_and_defaults() -> None:

@@ -216,15 +216,24 @@ class ImageSuite:
         object.__setattr__(self, "pipelines", parsed)
 
     def quick(self) -> ImageSuite:
+        """A small version for smoke tests: two images, sweeps thinned to four strengths that still
+        span the whole range (JPEG 10..100, crop 50..100%, rotation 0..45 degrees)."""
         return replace(
             self, images=self.images[:2], examples=min(self.examples, 1),
-            sweeps=tuple((k, v[:: max(1, len(v) // 3)]) for k, v in self.sweeps),
+            sweeps=tuple((k, _thin(v, 4)) for k, v in self.sweeps),
         )  # fmt: skip
 
     def to_dict(self) -> dict[str, Any]:
         out = {f.name: getattr(self, f.name) for f in fields(self) if f.init}
         out["sweeps"] = {k: list(v) for k, v in self.sweeps}
         return out
+
+
+def _thin(values: tuple[float, ...], n: int) -> tuple[float, ...]:
+    """At most ``n`` of ``values``, evenly spaced, the first and the last always kept."""
+    if len(values) <= n:
+        return values
+    return tuple(values[round(i * (len(values) - 1) / (n - 1))] for i in range(n))
 
 
 # -- reading files ------------------------------------------------------------------------------
