@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import json
 import re
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from dojang.bench import AttackResult, BenchResult, Curve, NullResult, write_report
+from dojang.bench._report import plots
 from dojang.bench._results import Example
 
 FPRS = (1e-2, 1e-3)
@@ -77,3 +79,26 @@ def test_report_holds_every_plot_kind_and_nothing_external(tmp_path: Path, modal
     assert len(alts) == report.count("<img")  # every image is embedded
     assert not re.search(r"(src|href|url)\s*[=(]\s*[\"']?(https?:|//)", report)
     assert "<script" not in report and "<link" not in report and "@import" not in report
+
+
+def test_histogram_shows_the_p_values_the_check_ran_on(monkeypatch) -> None:
+    # Text: the detector's scan gives p = 1 to most unmarked texts (the ROC set), while the
+    # uniformity check runs on the whole-document test. The histogram must show the latter.
+    import matplotlib.axes
+
+    tested = [float(x) for x in np.log10(np.random.default_rng(5).random(400))]
+    null = NullResult.build([0.0] * 400, ["human en news"] * 400, FPRS, test_log10_p=tested)
+    assert null.uniformity.uniform
+    counts = null.to_dict()["histogram"]["counts"]
+    assert max(counts) < 40  # about 20 per bin, not 400 in the last one
+    assert null.to_dict()["log10_p_values"] == [0.0] * 400  # the ROC set is kept as it was
+    drawn: list[np.ndarray] = []
+    real_hist = matplotlib.axes.Axes.hist
+
+    def spy(ax, x, *args, **kwargs):  # type: ignore[no-untyped-def]
+        drawn.append(np.asarray(x))
+        return real_hist(ax, x, *args, **kwargs)
+
+    monkeypatch.setattr(matplotlib.axes.Axes, "hist", spy)
+    plots(replace(_result(np.full(3, 0.5)), null=null))
+    assert len(drawn) == 1 and np.allclose(drawn[0], 10.0 ** np.asarray(tested))
