@@ -86,6 +86,21 @@ def test_bad_suite_files(tmp_path: Path, name: str, content: str, message: str) 
     assert str(path) in str(err.value)
 
 
+def test_image_null_set_needs_two_items(tmp_path: Path) -> None:
+    from dojang.bench._suite import STANDARD_COUNT
+    from dojang.image.attacks import standard
+
+    assert len(standard()) == STANDARD_COUNT
+    with pytest.raises(ConfigError, match="at least two unmarked items"):
+        ImageSuite(images=("camera",), attacks=("none",))
+    assert len(ImageSuite(images=("camera",), attacks=("none", "jpeg 50")).pipelines) == 2
+    assert ImageSuite(images=("camera",), attacks=("standard",)).images == ("camera",)
+    path = tmp_path / "one.toml"
+    path.write_text('[image]\nimages = ["camera"]\nattacks = ["none"]\n')
+    result = CliRunner().invoke(main, ["bench", "image", "--suite", str(path), "--out", str(tmp_path / "o")])
+    assert "at least two unmarked items" in one_error_line(result)  # not a traceback after the whole run
+
+
 def test_cli_bad_suite_is_one_error_line(tmp_path: Path) -> None:
     path = tmp_path / "bad.toml"
     path.write_text("[image]\nattacks = ['jpeg 75', 'sharpen 2']\n")

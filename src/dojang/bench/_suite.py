@@ -55,6 +55,7 @@ IMAGE_ATTACKS: dict[str, tuple[tuple[type, ...], tuple[Any, ...], str]] = {
     "gamma": ((float,), (), "gamma curve"),
     "screenshot": ((), (), "0.8x downscale + 3 px crop + JPEG 80"),
 }
+STANDARD_COUNT = 26  # len(dojang.image.attacks.standard()), pinned by a test
 _ALONE = {"emoji", "standard"}  # whole-run attacks that cannot sit inside a chain
 TEXT_SWEEPABLE = ("substitute", "delete", "insert", "swap", "copy_paste", "homoglyphs", "zero_width", "whitespace")
 IMAGE_SWEEPABLE = ("jpeg", "webp", "resize", "crop", "rotate", "blur", "noise", "brightness", "contrast", "gamma")
@@ -214,6 +215,9 @@ class ImageSuite:
             raise ConfigError('attacks: give at least one attack ("none" measures the unattacked image)')
         parsed = tuple(parse_pipeline(a, IMAGE_ATTACKS, where=f"attacks[{i}]") for i, a in enumerate(self.attacks))
         object.__setattr__(self, "pipelines", parsed)
+        n_attacks = sum(STANDARD_COUNT if steps[0][0] == "standard" else 1 for steps in parsed)
+        if len(self.images) * n_attacks < 2:  # the null set: every unmarked image through every attack
+            raise ConfigError("the null set needs at least two unmarked items: give two images or two attacks")
 
     def quick(self) -> ImageSuite:
         """A small version for smoke tests: two images, sweeps thinned to four strengths that still
