@@ -22,6 +22,9 @@ def test_default_suites_are_valid_and_shrink_for_quick_runs() -> None:
     assert text.quick().prompts < text.prompts and text.quick().human_texts < text.human_texts
     assert len(image.quick().images) < len(image.images)
     assert dict(image.sweeps)["jpeg"][0] == 10 and dict(image.sweeps)["rotate"][-1] == 45
+    quick = dict(image.quick().sweeps)  # thinned, but still over the whole range
+    assert quick["jpeg"] == (10, 40, 70, 100) and quick["crop"] == (0.5, 0.7, 0.8, 1.0)
+    assert quick["rotate"] == (0, 5, 15, 45)
 
 
 def test_pipelines_parse_with_types_and_defaults() -> None:
@@ -48,11 +51,14 @@ def test_bad_pipelines(spec: str, message: str) -> None:
 
 def test_toml_and_yaml_read_the_same(tmp_path: Path) -> None:
     toml = tmp_path / "s.toml"
-    toml.write_text('[text]\nprompts = 3\nattacks = ["none", "delete 0.1 + swap 0.1"]\nsweeps = { delete = [0.0, 0.2] }\n')
+    toml.write_text('[text]\nprompts = 3\nattacks = ["none", "delete 0.1 + swap 0.1"]\nsweeps = { delete = [0.0, 0.2] }\n'
+                    'paraphraser = "/models/big"\n')  # fmt: skip
     yaml = tmp_path / "s.yaml"
-    yaml.write_text("text:\n  prompts: 3\n  attacks: [none, delete 0.1 + swap 0.1]\n  sweeps: {delete: [0.0, 0.2]}\n")
+    yaml.write_text("text:\n  prompts: 3\n  attacks: [none, delete 0.1 + swap 0.1]\n  sweeps: {delete: [0.0, 0.2]}\n"
+                    "  paraphraser: /models/big\n")  # fmt: skip
     a, b = load_suite(toml, "text"), load_suite(yaml, "text")
     assert a == b and isinstance(a, TextSuite) and a.prompts == 3 and a.sweeps == (("delete", (0.0, 0.2)),)
+    assert a.paraphraser == "/models/big" and a.to_dict()["paraphraser"] == "/models/big"
 
 
 @pytest.mark.parametrize(
@@ -69,6 +75,7 @@ def test_toml_and_yaml_read_the_same(tmp_path: Path) -> None:
         ("i.toml", "[text]\nsweeps = { paraphrase = [0, 1] }\n", "cannot sweep 'paraphrase'"),
         ("j.json", "{}", "must end in .toml"),
         ("k.yaml", "text: [1, 2\n", "not valid YAML"),
+        ("l.toml", "[text]\nparaphraser = 3\n", "paraphraser: expected a path"),
     ],
 )
 def test_bad_suite_files(tmp_path: Path, name: str, content: str, message: str) -> None:
@@ -77,6 +84,21 @@ def test_bad_suite_files(tmp_path: Path, name: str, content: str, message: str) 
     with pytest.raises(ConfigError, match=re.escape(message)) as err:
         load_suite(path, "text")
     assert str(path) in str(err.value)
+
+
+def test_image_null_set_needs_two_items(tmp_path: Path) -> None:
+    from dojang.bench._suite import STANDARD_COUNT
+    from dojang.image.attacks import standard
+
+    assert len(standard()) == STANDARD_COUNT
+    with pytest.raises(ConfigError, match="at least two unmarked items"):
+        ImageSuite(images=("camera",), attacks=("none",))
+    assert len(ImageSuite(images=("camera",), attacks=("none", "jpeg 50")).pipelines) == 2
+    assert ImageSuite(images=("camera",), attacks=("standard",)).images == ("camera",)
+    path = tmp_path / "one.toml"
+    path.write_text('[image]\nimages = ["camera"]\nattacks = ["none"]\n')
+    result = CliRunner().invoke(main, ["bench", "image", "--suite", str(path), "--out", str(tmp_path / "o")])
+    assert "at least two unmarked items" in one_error_line(result)  # not a traceback after the whole run
 
 
 def test_cli_bad_suite_is_one_error_line(tmp_path: Path) -> None:

@@ -73,10 +73,11 @@ def plots(result: BenchResult) -> dict[str, bytes]:
         out["sweeps"] = _png(fig)
 
     fig, ax = plt.subplots(figsize=(6, 4))
-    p = result.null.p_values
+    p = result.null.tested_p_values
     ax.hist(p, bins=20, range=(0, 1), density=True, color="#6a8caf", edgecolor="white")
     ax.axhline(1.0, color="black", linewidth=1, label="uniform")
-    ax.set(xlabel="p-value", ylabel="density", title=f"p-values on {len(p)} unmarked items")
+    which = " (whole-document test, scan off)" if result.null.test_log10_p and result.modality == "text" else ""
+    ax.set(xlabel="p-value", ylabel="density", title=f"p-values on {len(p)} unmarked items{which}")
     ax.legend()
     ax.text(0.02, 0.95, result.null.uniformity.describe().split(":")[0], transform=ax.transAxes, fontsize=8, va="top")
     out["null_histogram"] = _png(fig)

@@ -27,13 +27,16 @@ def _rates(rates: dict[float, float]) -> dict[str, float | None]:
 
 @dataclass(frozen=True)
 class NullResult:
-    """p-values on unmarked content: per-source counts, the nominal FPR and the uniformity check."""
+    """p-values on unmarked content: per-source counts, the nominal FPR and the uniformity check.
+    ``log10_p`` are the detector's (they set the ROC and the FPR); ``test_log10_p``, when not
+    empty, are the ones the uniformity check and the histogram use."""
 
     log10_p: tuple[float, ...]
     sources: dict[str, int]
     fpr_nominal: dict[float, float]
     uniformity: Uniformity
     by_source: dict[str, Uniformity] = field(default_factory=dict)
+    test_log10_p: tuple[float, ...] = ()
 
     @classmethod
     def build(
@@ -57,14 +60,21 @@ class NullResult:
             fpr_nominal={a: tpr_nominal(10.0 ** np.asarray(log10_p), a) for a in fprs},
             uniformity=uniformity(p),
             by_source=by_source,
+            test_log10_p=tuple(test_log10_p or ()),
         )
 
     @property
     def p_values(self) -> np.ndarray:
         return 10.0 ** np.asarray(self.log10_p)
 
+    @property
+    def tested_p_values(self) -> np.ndarray:
+        """The p-values the uniformity check ran on: the histogram shows these, so that the
+        picture and the verdict printed on it describe the same numbers."""
+        return 10.0 ** np.asarray(self.test_log10_p or self.log10_p)
+
     def to_dict(self) -> dict[str, Any]:
-        counts, edges = np.histogram(self.p_values, bins=20, range=(0.0, 1.0))
+        counts, edges = np.histogram(self.tested_p_values, bins=20, range=(0.0, 1.0))
         return {
             "count": len(self.log10_p),
             "sources": self.sources,

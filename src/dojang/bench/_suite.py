@@ -29,7 +29,7 @@ TEXT_ATTACKS: dict[str, tuple[tuple[type, ...], tuple[Any, ...], str]] = {
     "insert": ((float,), (), "insert copies of random words of the text (fraction of the word count)"),
     "swap": ((float,), (), "swap a fraction of the words with their neighbour"),
     "copy_paste": ((float,), (), "paste the answer into human text; the answer is this fraction of the words"),
-    "paraphrase": ((), (), "rewrite with a local language model (no watermark)"),
+    "paraphrase": ((), (), "rewrite with a local language model (no watermark; the suite's paraphraser)"),
     "case": ((str,), ("lower",), "lower, upper, title or swap case"),
     "whitespace": ((float,), (0.5,), "replace a fraction of the spaces with double spaces, newlines, tabs"),
     "homoglyphs": ((float,), (0.1,), "replace a fraction of Latin letters with Cyrillic/Greek look-alikes"),
@@ -55,6 +55,7 @@ IMAGE_ATTACKS: dict[str, tuple[tuple[type, ...], tuple[Any, ...], str]] = {
     "gamma": ((float,), (), "gamma curve"),
     "screenshot": ((), (), "0.8x downscale + 3 px crop + JPEG 80"),
 }
+STANDARD_COUNT = 26  # len(dojang.image.attacks.standard()), pinned by a test
 _ALONE = {"emoji", "standard"}  # whole-run attacks that cannot sit inside a chain
 TEXT_SWEEPABLE = ("substitute", "delete", "insert", "swap", "copy_paste", "homoglyphs", "zero_width", "whitespace")
 IMAGE_SWEEPABLE = ("jpeg", "webp", "resize", "crop", "rotate", "blur", "noise", "brightness", "contrast", "gamma")
@@ -125,7 +126,8 @@ class TextSuite:
     how many texts of the shipped human corpus form the null set (each cut to ``human_tokens``);
     ``fprs``: the false-positive rates at which TPR is reported; ``lengths``: answer lengths (in
     tokens) for the TPR-against-length curve; ``model``/``oracle``: local model paths for
-    generation and for perplexity (default: the embedded model)."""
+    generation and for perplexity (default: the embedded model); ``paraphraser``: the local model
+    the paraphrase attack rewrites with (default: the generating model)."""
 
     scheme: str = "default"
     prompts: int = 16
@@ -141,6 +143,7 @@ class TextSuite:
     sweeps: tuple[tuple[str, tuple[float, ...]], ...] = (("substitute", (0.0, 0.1, 0.2, 0.3, 0.5)),)
     model: str | None = None
     oracle: str | None = None
+    paraphraser: str | None = None
     pipelines: tuple[tuple[Step, ...], ...] = field(default=(), init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -212,17 +215,29 @@ class ImageSuite:
             raise ConfigError('attacks: give at least one attack ("none" measures the unattacked image)')
         parsed = tuple(parse_pipeline(a, IMAGE_ATTACKS, where=f"attacks[{i}]") for i, a in enumerate(self.attacks))
         object.__setattr__(self, "pipelines", parsed)
+        n_attacks = sum(STANDARD_COUNT if steps[0][0] == "standard" else 1 for steps in parsed)
+        if len(self.images) * n_attacks < 2:  # the null set: every unmarked image through every attack
+            raise ConfigError("the null set needs at least two unmarked items: give two images or two attacks")
 
     def quick(self) -> ImageSuite:
+        """A small version for smoke tests: two images, sweeps thinned to four strengths that still
+        span the whole range (JPEG 10..100, crop 50..100%, rotation 0..45 degrees)."""
         return replace(
             self, images=self.images[:2], examples=min(self.examples, 1),
-            sweeps=tuple((k, v[:: max(1, len(v) // 3)]) for k, v in self.sweeps),
+            sweeps=tuple((k, _thin(v, 4)) for k, v in self.sweeps),
         )  # fmt: skip
 
     def to_dict(self) -> dict[str, Any]:
         out = {f.name: getattr(self, f.name) for f in fields(self) if f.init}
         out["sweeps"] = {k: list(v) for k, v in self.sweeps}
         return out
+
+
+def _thin(values: tuple[float, ...], n: int) -> tuple[float, ...]:
+    """At most ``n`` of ``values``, evenly spaced, the first and the last always kept."""
+    if len(values) <= n:
+        return values
+    return tuple(values[round(i * (len(values) - 1) / (n - 1))] for i in range(n))
 
 
 # -- reading files ------------------------------------------------------------------------------
@@ -247,7 +262,7 @@ def _value(name: str, value: Any, default: Any) -> Any:
         if not isinstance(value, Mapping):
             raise TypeError("expected a table of attack name -> list of strengths")
         return tuple((str(k), tuple(_number(x) for x in _list(v))) for k, v in value.items())
-    if name in ("model", "oracle"):
+    if name in ("model", "oracle", "paraphraser"):
         if value is None or value == "":
             return None
         if not isinstance(value, str):

@@ -56,8 +56,10 @@ EMOJI_NOTE = (
 
 
 def build_text_attack(steps: tuple[Step, ...], *, tokenizer: Any, model: Any, human_texts: list[str], seed: int,
-                      batch_size: int = 16) -> T.TextAttack:  # fmt: skip
-    """The attack a parsed pipeline stands for (``emoji`` is a whole-run attack: see run_text)."""
+                      batch_size: int = 16, paraphraser: tuple[Any, Any] | None = None) -> T.TextAttack:  # fmt: skip
+    """The attack a parsed pipeline stands for (``emoji`` is a whole-run attack: see run_text).
+    ``paraphraser``: (model, tokenizer) that ``paraphrase`` rewrites with (default: ``model``)."""
+    para_model, para_tok = paraphraser or (model, tokenizer)
     made = []
     for name, args in steps:
         if name == "none":
@@ -69,7 +71,7 @@ def build_text_attack(steps: tuple[Step, ...], *, tokenizer: Any, model: Any, hu
         elif name == "copy_paste":
             made.append(T.copy_paste(args[0], human_texts=human_texts, seed=seed))
         elif name == "paraphrase":
-            made.append(T.paraphrase(model=model, tokenizer=tokenizer, seed=seed, batch_size=batch_size))
+            made.append(T.paraphrase(model=para_model, tokenizer=para_tok, seed=seed, batch_size=batch_size))
         elif name == "case":
             made.append(T.case(args[0]))
         elif name in ("whitespace", "homoglyphs", "zero_width", "fullwidth"):
@@ -101,8 +103,8 @@ def run_text(
     config = resolve(scheme)
     alpha = min(suite.fprs)
     prompts = [PROMPTS[i % len(PROMPTS)] for i in range(suite.prompts)]
-    n_model_steps = 3 + sum(1 for s in suite.pipelines if s[0][0] in ("paraphrase", "emoji"))
-    total = n_model_steps + len(suite.pipelines) + len(suite.sweeps) + 3
+    # model, marked, unmarked, null set; one per attack and per sweep; length curve, quality
+    total = 4 + len(suite.pipelines) + len(suite.sweeps) + 2
     done = 0
 
     def step(stage: str) -> None:
@@ -112,6 +114,9 @@ def run_text(
 
     progress("loading the model", 0, total)
     model, tok = load_model(suite.model)
+    paraphraser = None  # loaded before generating, so that a bad path fails in seconds
+    if suite.paraphraser is not None and any(name == "paraphrase" for steps in suite.pipelines for name, _ in steps):
+        paraphraser = load_model(suite.paraphraser)
     step("model loaded")
     settings = dict(model=model, tokenizer=tok, max_new_tokens=suite.max_new_tokens, temperature=suite.temperature,
                     seed=suite.seed, batch_size=suite.batch_size)  # fmt: skip
@@ -139,7 +144,8 @@ def run_text(
     step(f"scored {len(null_ids)} unmarked texts")
 
     human_pool = [t.text for t in load_human_corpus(langs=["en"], genres=["news", "fiction"])]
-    context = dict(tokenizer=tok, model=model, human_texts=human_pool, seed=suite.seed, batch_size=suite.batch_size)
+    context = dict(tokenizer=tok, model=model, human_texts=human_pool, seed=suite.seed, batch_size=suite.batch_size,
+                   paraphraser=paraphraser)  # fmt: skip
     marked_texts = [g.text for g in marked]
     unmarked_texts = [g.text for g in unmarked]
     results, samples = [], []

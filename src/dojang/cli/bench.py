@@ -22,9 +22,17 @@ def _progress(title: str) -> Iterator[Callable[[str, int, int], None]]:
     from rich.console import Console
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
+    console = Console(stderr=True)
+    if not console.is_terminal:  # a log or a pipe: a live bar would only show at the end, so one line a step
+
+        def line(stage: str, done: int, total: int) -> None:
+            click.echo(f"{title}: [{done}/{total}] {stage}", err=True)
+
+        yield line
+        return
     with Progress(
         TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
-        TimeElapsedColumn(), console=Console(stderr=True), transient=False,
+        TimeElapsedColumn(), console=console, transient=False,
     ) as bar:  # fmt: skip
         task = bar.add_task(title, total=None)
 
@@ -66,13 +74,15 @@ def _finish(result: Any, out: str) -> None:
 @click.option("--suite", "suite_path", default=None, help="Suite file (.toml, .yaml); default: the built-in suite.")
 @click.option("--quick", is_flag=True, help="A small version of the suite (a smoke run).")
 @click.option("--key", "key_path", default=None, help="Key file (default: a fresh key, kept in memory only).")
-@click.option("--model", "model_path", default=None, help="Local transformers model to generate and paraphrase with.")
+@click.option("--model", "model_path", default=None, help="Local transformers model to generate (and paraphrase) with.")
 @click.option("--oracle", "oracle_path", default=None, help="Local model that scores perplexity (default: the generator).")
+@click.option("--paraphraser", "paraphraser_path", default=None,
+              help="Local model the paraphrase attack rewrites with (default: the generator).")  # fmt: skip
 @click.option("--out", "out", required=True, help="Folder for report.html and results.json.")
 @friendly_errors
 def text_cmd(
     scheme: str | None, suite_path: str | None, quick: bool, key_path: str | None, model_path: str | None,
-    oracle_path: str | None, out: str,
+    oracle_path: str | None, paraphraser_path: str | None, out: str,
 ) -> None:  # fmt: skip
     """Generate marked and unmarked answers, attack them, detect, and report."""
     from dojang.bench import TextSuite, load_suite, run_text
@@ -80,7 +90,7 @@ def text_cmd(
     suite = load_suite(suite_path, "text")
     if not isinstance(suite, TextSuite):  # pragma: no cover - load_suite returns the modality asked for
         raise TypeError("expected a text suite")
-    given = (("scheme", scheme), ("model", model_path), ("oracle", oracle_path))
+    given = (("scheme", scheme), ("model", model_path), ("oracle", oracle_path), ("paraphraser", paraphraser_path))
     changes: dict[str, Any] = {k: v for k, v in given if v is not None}
     suite = replace(suite, **changes) if changes else suite
     suite = suite.quick() if quick else suite
