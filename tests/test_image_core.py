@@ -117,3 +117,25 @@ def test_cells_follow_the_bits() -> None:
     soft = _codec.bit_soft(cells, tile)
     assert np.array_equal(soft < 0, bits.astype(bool))
     assert float(np.sqrt(np.mean(cells**2))) == pytest.approx(1.0, abs=0.05)
+
+
+def test_reading_p_value_is_the_smaller_statistic_doubled_and_valid() -> None:
+    """A reading reports 2 min(p1, Fisher(p1, p2)): with a payload that does not decode that is
+    the check bits' own p-value doubled (Fisher alone would charge 1 - ln p1), and on cells of pure
+    noise (an image made without the key) the reported p-values stay super-uniform."""
+    layout = LAYOUTS[1]
+    tile = keyed_tile(fixed_key(1), layout)
+    rng = np.random.default_rng(7)
+    # Check bits strongly marked, payload bits noise: the payload does not decode.
+    bits = coded_bits(layout, bytes(8))
+    signs = 1.0 - 2.0 * bits.astype(np.float64)
+    weak = np.where(np.arange(layout.data_bits) < layout.code.n, rng.normal(size=layout.data_bits) * 4, signs)
+    cells = (weak[tile.assign] * tile.chips).astype(np.float64) + 0.6 * tile.sync
+    log_p, payload, _, _ = _codec.read_alignment(cells, tile)
+    assert payload is None
+    check = _codec.bit_soft(cells, tile)[layout.code.n :]
+    assert log_p == pytest.approx(_codec.log_signed_rank_sf(check) + math.log(2))
+    assert log_p < _codec._log_fisher(_codec.log_signed_rank_sf(check))  # better than Fisher alone
+    p = np.array([math.exp(_codec.read_alignment(rng.normal(size=(TILE_CELLS, TILE_CELLS)), tile)[0]) for _ in range(600)])
+    for x in (0.02, 0.1, 0.5):
+        assert np.mean(p <= x) <= x + 3 * math.sqrt(x * (1 - x) / len(p))
