@@ -56,6 +56,10 @@ def build(defect: str | None = None) -> Chain:
         ekus = [ExtendedKeyUsageOID.SERVER_AUTH]
     elif defect == "any_eku":
         ekus = [ExtendedKeyUsageOID.ANY_EXTENDED_KEY_USAGE]
+    elif defect == "no_email_eku":  # the C2PA-specific usages alone: signs, but validators reject it
+        ekus = [C2PA_CLAIM_SIGNING, DOCUMENT_SIGNING]
+    elif defect == "responder_eku":  # a timestamp authority's usage beside a signer's
+        ekus = [ExtendedKeyUsageOID.EMAIL_PROTECTION, ExtendedKeyUsageOID.TIME_STAMPING]
     start = dt.datetime.now(dt.UTC) - dt.timedelta(days=400) if defect == "expired" else None
     leaf = issue_certificate(
         subject="test signer",
@@ -74,4 +78,15 @@ def build(defect: str | None = None) -> Chain:
     return Chain(chain_pem=chain, key_pem=key_pem, root_pem=_pem(root))
 
 
-DEFECTS = ["no_eku", "wrong_eku", "any_eku", "leaf_is_ca", "wrong_order", "expired", "no_aki", "unsupported_key"]
+DEFECTS = [
+    "no_eku",
+    "wrong_eku",
+    "any_eku",
+    "no_email_eku",
+    "responder_eku",
+    "leaf_is_ca",
+    "wrong_order",
+    "expired",
+    "no_aki",
+    "unsupported_key",
+]
