@@ -22,12 +22,20 @@ class Chain:
     root_pem: bytes
 
 
+def leaf_expiry(chain: Chain) -> dt.datetime:
+    """When the signing leaf of ``chain`` stops being valid."""
+    from cryptography import x509
+
+    return x509.load_pem_x509_certificates(chain.chain_pem)[0].not_valid_after_utc
+
+
 def _pem(*certs) -> bytes:  # type: ignore[no-untyped-def]
     return b"".join(c.public_bytes(serialization.Encoding.PEM) for c in certs)
 
 
-def build(defect: str | None = None) -> Chain:
-    """A root -> intermediate -> leaf chain, with ``defect`` applied to the leaf or the order."""
+def build(defect: str | None = None, *, leaf_lifetime: dt.timedelta | None = None) -> Chain:
+    """A root -> intermediate -> leaf chain, with ``defect`` applied to the leaf or the order.
+    ``leaf_lifetime``: a leaf valid from a minute ago until that long from now."""
     root_key = ec.generate_private_key(ec.SECP256R1())
     root = issue_certificate(
         subject="test root",
@@ -61,6 +69,10 @@ def build(defect: str | None = None) -> Chain:
     elif defect == "responder_eku":  # a timestamp authority's usage beside a signer's
         ekus = [ExtendedKeyUsageOID.EMAIL_PROTECTION, ExtendedKeyUsageOID.TIME_STAMPING]
     start = dt.datetime.now(dt.UTC) - dt.timedelta(days=400) if defect == "expired" else None
+    days: float = 30 if defect == "expired" else 365
+    if leaf_lifetime is not None:
+        start = dt.datetime.now(dt.UTC).replace(microsecond=0) - dt.timedelta(minutes=1)
+        days = (leaf_lifetime + dt.timedelta(minutes=1)) / dt.timedelta(days=1)
     leaf = issue_certificate(
         subject="test signer",
         public_key=leaf_key.public_key(),
@@ -71,7 +83,7 @@ def build(defect: str | None = None) -> Chain:
         ekus=ekus,
         key_identifiers=defect != "no_aki",
         not_before=start,
-        days=30 if defect == "expired" else 365,
+        days=days,  # type: ignore[arg-type]
     )
     chain = _pem(inter, leaf) if defect == "wrong_order" else _pem(leaf, inter)
     key_pem = leaf_key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())

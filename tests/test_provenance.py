@@ -210,11 +210,12 @@ def test_expired_chain_refuses_to_stamp_and_writes_nothing(env, tmp_path) -> Non
 
 
 # -- tampering ---------------------------------------------------------------------------------------
-def _assert_invalid(v, *codes: str) -> None:  # type: ignore[no-untyped-def]
+def _assert_invalid(v, *codes: str, said: str = "") -> None:  # type: ignore[no-untyped-def]
     assert v.state == "invalid", v.to_dict()
     assert v.signer is None and v.actions == []  # never attributed to the claimed signer
     for code in codes:
         assert code in v.validation_codes, v.validation_codes
+    assert said in v.reason and "not attributed" in v.reason, v.reason
 
 
 @pytest.mark.parametrize(
@@ -230,14 +231,18 @@ def test_changed_pixels_make_it_invalid(env, stamped, fmt, edit) -> None:  # typ
         a = np.asarray(Image.open(path)).astype(int)
         b = np.asarray(Image.open(io.BytesIO(data))).astype(int)
         assert np.count_nonzero(np.any(a != b, axis=-1)) == 1 and np.abs(a - b).max() == 1
-    _assert_invalid(verify_bytes(data, trust_pem=env["trust"]), "assertion.dataHash.mismatch")
+    _assert_invalid(verify_bytes(data, trust_pem=env["trust"]), "assertion.dataHash.mismatch", said="image data changed")
 
 
 def test_edited_action_makes_it_invalid(env, stamped) -> None:  # type: ignore[no-untyped-def]
     path, _ = stamped["JPEG"]
     data = path.read_bytes()
     assert data.count(b"test-imagegen") == 1
-    _assert_invalid(verify_bytes(data.replace(b"test-imagegen", b"human-camera!"), trust_pem=env["trust"]))
+    _assert_invalid(
+        verify_bytes(data.replace(b"test-imagegen", b"human-camera!"), trust_pem=env["trust"]),
+        "assertion.hashedURI.mismatch",
+        said="(such as its actions) was edited",
+    )
 
 
 def test_flipped_signature_makes_it_invalid(env, tmp_path) -> None:  # type: ignore[no-untyped-def]
@@ -256,14 +261,38 @@ def test_flipped_signature_makes_it_invalid(env, tmp_path) -> None:  # type: ign
     assert at > 0
     broken = data[: at + 10] + bytes([data[at + 10] ^ 0xFF]) + data[at + 11 :]
     v = verify_bytes(broken, trust_pem=env["trust"])
-    _assert_invalid(v)
+    _assert_invalid(v, said="signature does not match")
     assert any("signature" in c.lower() for c in v.validation_codes), v.validation_codes
 
 
 def test_manifest_moved_onto_another_image_is_invalid(env, stamped) -> None:  # type: ignore[no-untyped-def]
     path, _ = stamped["JPEG"]
     moved = tamper.move_jpeg_manifest(path.read_bytes(), (env["root"] / "chelsea.jpg").read_bytes())
-    _assert_invalid(verify_bytes(moved, trust_pem=env["trust"]), "assertion.dataHash.mismatch")
+    _assert_invalid(verify_bytes(moved, trust_pem=env["trust"]), "assertion.dataHash.mismatch", said="moved from another file")
+
+
+def test_certificate_that_expires_after_signing_makes_it_invalid_without_a_timestamp(env, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """No TSA: validators judge the certificate at "now", so once it expires the manifest is invalid,
+    the words say so (not "tampered"), and a re-encoded copy is no longer recovered."""
+    import datetime as dt
+    import time
+
+    ch = c2pa_chains.build(None, leaf_lifetime=dt.timedelta(seconds=8))
+    signer = ManifestSigner(chain=ch.chain_pem, key_pem=ch.key_pem)
+    trust = ch.root_pem.decode()
+    dst = tmp_path / "short.jpg"
+    info = stamp(env["root"] / "coffee.png", dst, key=env["key"], signer=signer, store=env["store"])
+    expires = c2pa_chains.leaf_expiry(ch)
+    if dt.datetime.now(dt.UTC) >= expires:  # pragma: no cover - only on a badly overloaded machine
+        pytest.skip("stamping outlived the 8-second certificate")
+    assert verify(dst, trust_pem=trust).state == "trusted"
+    time.sleep((expires - dt.datetime.now(dt.UTC)).total_seconds() + 1.5)
+    _assert_invalid(verify(dst, trust_pem=trust), "signingCredential.expired", said="certificate has expired")
+    copy = tamper.reencode(dst.read_bytes(), "JPEG", quality=90)
+    v = verify_bytes(copy, keys=env["key"], trust_pem=trust, store=env["store"])
+    assert v.state == "no_credential" and v.recovered_from is None, v.to_dict()
+    assert v.watermark is not None and v.watermark.payload is not None and v.watermark.payload.hex() == info.content_id
+    assert "signingCredential.expired" in v.reason
 
 
 # -- durable credentials ----------------------------------------------------------------------------
