@@ -93,6 +93,7 @@ def test_stamp_then_verify_json_contract(setup) -> None:  # type: ignore[no-unty
     assert out.exit_code == 0, out.output
     data = json.loads(out.stdout)
     assert set(data) >= VERIFY_KEYS
+    assert set(data) == VERIFY_KEYS | {"reason", "kind"}  # the contract keys, plus the words and the kind
     assert data["state"] == "trusted" and data["ai_generated"] is True
     assert data["watermark"]["payload"] == stamped["content_id"]
     secret = (setup / "certs/signing-key.pem").read_text().splitlines()[1]
@@ -107,6 +108,38 @@ def test_stamp_then_verify_json_contract(setup) -> None:  # type: ignore[no-unty
     )
     assert json.loads(rec.stdout)["state"] == "recovered"
     assert json.loads(rec.stdout)["recovered_from"]["content_id"] == stamped["content_id"]
+
+
+def test_stamp_and_verify_use_the_store_in_the_user_data_dir_by_default(setup, tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.delenv("DOJANG_STORE", raising=False)
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
+    runner = CliRunner()
+    args = ["stamp", "--key", str(setup / "wm.key"), "--cert", str(setup / "certs/chain.pem")]
+    args += ["--signing-key", str(setup / "certs/signing-key.pem"), "--json", str(setup / "gen.png"), str(tmp_path / "d.png")]
+    res = runner.invoke(main, args)
+    assert res.exit_code == 0, res.output
+    default = tmp_path / "data" / "dojang" / "manifests.sqlite3"
+    assert json.loads(res.stdout)["store"] == str(default) and default.exists()
+    (tmp_path / "d.jpg").write_bytes(tamper.reencode((tmp_path / "d.png").read_bytes(), "JPEG", quality=85))
+    out = runner.invoke(main, ["verify", "--key", str(setup / "wm.key"), "--json", str(tmp_path / "d.jpg")])
+    data = json.loads(out.stdout)
+    assert data["state"] == "recovered" and data["recovered_from"]["store"] == str(default)
+    # --no-store looks nothing up; $DOJANG_STORE moves the default.
+    none = runner.invoke(main, ["verify", "--key", str(setup / "wm.key"), "--no-store", "--json", str(tmp_path / "d.jpg")])
+    assert json.loads(none.stdout)["state"] == "no_credential"
+    monkeypatch.setenv("DOJANG_STORE", str(tmp_path / "elsewhere.sqlite3"))
+    moved = runner.invoke(main, ["verify", "--key", str(setup / "wm.key"), "--json", str(tmp_path / "d.jpg")])
+    assert json.loads(moved.stdout)["state"] == "no_credential"  # that store does not exist: nothing to recover from
+
+
+def test_stamp_passes_the_timestamp_authority_to_the_signer(setup, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """A TSA that cannot be reached fails the stamp with one clear line, and nothing is written:
+    proof that --tsa-url reaches c2pa's signer (no network needed)."""
+    res = _stamp(CliRunner(), setup, "tsa.jpg", "--tsa-url", "http://127.0.0.1:9/tsa")
+    line = one_error_line(res)
+    assert "C2PA signing failed" in line and "127.0.0.1:9/tsa" in line
+    assert not (setup / "tsa.jpg").exists()
+    assert "must start with http" in one_error_line(_stamp(CliRunner(), setup, "tsa.jpg", "--tsa-url", "ftp://tsa.example"))
 
 
 @pytest.mark.parametrize(
