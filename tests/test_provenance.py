@@ -338,6 +338,7 @@ def test_embedded_and_recovered_manifests_that_differ_are_both_shown(env, stampe
     assert v.state == "trusted"
     assert d["embedded_manifest"]["generator"] == "someone-else"
     assert d["recovered_manifest"]["generator"] == "test-imagegen 1.0"
+    assert d["embedded_manifest"]["state"] == "trusted" and d["recovered_manifest"]["state"] == "recovered"
     assert d["recovered_from"]["content_id"] == info.content_id
 
 

@@ -142,6 +142,32 @@ def test_stamp_passes_the_timestamp_authority_to_the_signer(setup, tmp_path) -> 
     assert "must start with http" in one_error_line(_stamp(CliRunner(), setup, "tsa.jpg", "--tsa-url", "ftp://tsa.example"))
 
 
+def test_verify_shows_both_manifests_and_does_not_attribute_the_invalid_one(setup, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from dojang.image import random_payload
+    from dojang.provenance import ManifestSigner, ai_image_manifest, sign_asset
+
+    res = _stamp(CliRunner(), setup, "both.jpg", "--generator", "first-gen", "--json")
+    assert res.exit_code == 0, res.output
+    # Stripped, signed again by someone else, then that new manifest edited (the pixels stay as they were).
+    stripped = tamper.reencode((setup / "both.jpg").read_bytes(), "JPEG", quality=92)
+    signer = ManifestSigner.from_files(str(setup / "certs/chain.pem"), str(setup / "certs/signing-key.pem"))
+    manifest = ai_image_manifest(
+        title="x", generator="someone-else", payload=random_payload(), when="2026-01-01T00:00:00Z", key_id="k"
+    )
+    resigned, _ = sign_asset(stripped, "image/jpeg", manifest, signer)
+    assert resigned.count(b"someone-else") == 1
+    (tmp_path / "both-tampered.jpg").write_bytes(resigned.replace(b"someone-else", b"someone-ELSE"))
+    args = ["verify", "--key", str(setup / "wm.key"), "--store", str(setup / "store.db"), str(tmp_path / "both-tampered.jpg")]
+    out = CliRunner().invoke(main, args)
+    assert out.exit_code == 0, out.output
+    assert "INVALID" in out.stdout
+    assert "embedded manifest: urn:c2pa:" in out.stdout and "(invalid), claims to be signed by dojang dev signer" in out.stdout
+    assert "recovered manifest: urn:c2pa:" in out.stdout and "(recovered), signed by dojang dev signer" in out.stdout
+    data = json.loads(CliRunner().invoke(main, [*args[:-1], "--json", args[-1]]).stdout)
+    assert data["state"] == "invalid" and data["signer"] is None
+    assert data["embedded_manifest"]["state"] == "invalid" and data["recovered_manifest"]["generator"] == "first-gen"
+
+
 @pytest.mark.parametrize(
     ("args", "needle"),
     [

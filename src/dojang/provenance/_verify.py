@@ -68,6 +68,8 @@ class Verification:
         if self.embedded is not None and self.recovered is not None and self.embedded.label != self.recovered.label:
             out["embedded_manifest"] = self.embedded.summary()
             out["recovered_manifest"] = self.recovered.summary()
+            if self.recovered.only_hard_binding_fails():  # it validates but for its binding to the original bytes
+                out["recovered_manifest"]["state"] = "recovered"
         return out
 
 
