@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
+from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID
@@ -20,12 +21,12 @@ class Chain:
     chain_pem: bytes  # what the signer sends: leaf first
     key_pem: bytes
     root_pem: bytes
+    intermediate: x509.Certificate  # and its key: to issue more certificates under the same root (a TSA's)
+    intermediate_key: ec.EllipticCurvePrivateKey
 
 
 def leaf_expiry(chain: Chain) -> dt.datetime:
     """When the signing leaf of ``chain`` stops being valid."""
-    from cryptography import x509
-
     return x509.load_pem_x509_certificates(chain.chain_pem)[0].not_valid_after_utc
 
 
@@ -87,7 +88,7 @@ def build(defect: str | None = None, *, leaf_lifetime: dt.timedelta | None = Non
     )
     chain = _pem(inter, leaf) if defect == "wrong_order" else _pem(leaf, inter)
     key_pem = leaf_key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
-    return Chain(chain_pem=chain, key_pem=key_pem, root_pem=_pem(root))
+    return Chain(chain_pem=chain, key_pem=key_pem, root_pem=_pem(root), intermediate=inter, intermediate_key=inter_key)
 
 
 DEFECTS = [

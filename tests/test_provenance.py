@@ -209,6 +209,36 @@ def test_expired_chain_refuses_to_stamp_and_writes_nothing(env, tmp_path) -> Non
     assert not (tmp_path / "x.jpg").exists()
 
 
+def test_timestamped_manifest_outlives_its_certificate(env, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """With an RFC 3161 TSA (a local one) the signing time is the TSA's, and validators judge the
+    certificate at that time: after it expires the file stays trusted and a copy still recovers."""
+    import datetime as dt
+    import time
+
+    from tests import rfc3161
+
+    ch = c2pa_chains.build(None, leaf_lifetime=dt.timedelta(seconds=8))
+    tsa = rfc3161.TimestampAuthority(*rfc3161.tsa_certificate(ch.intermediate, ch.intermediate_key), [ch.intermediate])
+    trust = ch.root_pem.decode()
+    dst = tmp_path / "timestamped.jpg"
+    with rfc3161.serve(tsa) as url:
+        signer = ManifestSigner(chain=ch.chain_pem, key_pem=ch.key_pem, tsa_url=url)
+        info = stamp(env["root"] / "coffee.png", dst, key=env["key"], signer=signer, store=env["store"])
+    assert tsa.requests == 1
+    expires = c2pa_chains.leaf_expiry(ch)
+    if dt.datetime.now(dt.UTC) >= expires:  # pragma: no cover - only on a badly overloaded machine
+        pytest.skip("stamping outlived the 8-second certificate")
+    v = verify(dst, trust_pem=trust)
+    assert v.state == "trusted" and v.embedded is not None and v.embedded.timestamped_at is not None
+    assert v.signed_at == v.embedded.timestamped_at  # the TSA's time, not the time the signer claims
+    time.sleep((expires - dt.datetime.now(dt.UTC)).total_seconds() + 1.5)
+    after = verify(dst, trust_pem=trust)
+    assert after.state == "trusted" and after.validation_codes == [], after.to_dict()
+    copy = tamper.reencode(dst.read_bytes(), "JPEG", quality=90)
+    rec = verify_bytes(copy, keys=env["key"], trust_pem=trust, store=env["store"])
+    assert rec.state == "recovered" and rec.recovered_from is not None and rec.recovered_from["content_id"] == info.content_id
+
+
 # -- tampering ---------------------------------------------------------------------------------------
 def _assert_invalid(v, *codes: str, said: str = "") -> None:  # type: ignore[no-untyped-def]
     assert v.state == "invalid", v.to_dict()
