@@ -80,6 +80,20 @@ def test_dev_chain_passes_the_profile_and_keeps_the_key_private(env) -> None:  #
         init_dev_chain(chain.chain.parent)
 
 
+CHAIN_WORDS = {
+    "no_eku": "has no extended key usage",
+    "wrong_eku": "none that C2PA validators accept",
+    "any_eku": "anyExtendedKeyUsage, which C2PA forbids",
+    "no_email_eku": "but not emailProtection",
+    "responder_eku": "combines timeStamping with other extended key usages",
+    "leaf_is_ca": "is a CA (basicConstraints CA:TRUE)",
+    "wrong_order": "the chain is in the wrong order",
+    "expired": "expired on",
+    "no_aki": "has no authority key identifier",
+    "unsupported_key": "uses the elliptic curve secp256k1",
+}
+
+
 @pytest.mark.parametrize("defect", c2pa_chains.DEFECTS)
 def test_each_broken_chain_is_rejected_by_c2pa_and_explained(defect, tmp_path) -> None:  # type: ignore[no-untyped-def]
     ch = c2pa_chains.build(defect)
@@ -103,9 +117,10 @@ def test_each_broken_chain_is_rejected_by_c2pa_and_explained(defect, tmp_path) -
     Image.new("RGB", (64, 64), (90, 120, 200)).save(src, "JPEG")
     with pytest.raises(c2pa.C2paError):
         c2pa.Builder(manifest).sign(signer, "image/jpeg", io.BytesIO(src.getvalue()), io.BytesIO())
-    # dojang names the rule.
-    codes = [p.code for p in check_chain(ch.chain_pem)]
-    assert codes == [defect]
+    # dojang names the rule, in words.
+    problems = check_chain(ch.chain_pem)
+    assert [p.code for p in problems] == [defect]
+    assert CHAIN_WORDS[defect] in problems[0].message, problems[0].message
     with pytest.raises(ProvenanceError, match="would be rejected") as err:
         ManifestSigner(chain=ch.chain_pem, key_pem=ch.key_pem)
     assert ch.key_pem.decode().splitlines()[1] not in str(err.value)
@@ -203,10 +218,23 @@ def test_callback_signer_keeps_the_key_outside(env, tmp_path) -> None:  # type: 
 
 
 def test_expired_chain_refuses_to_stamp_and_writes_nothing(env, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from click.testing import CliRunner
+
+    from dojang.cli import main
+    from dojang.keys import save_key
+    from tests.helpers import one_error_line
+
     ch = c2pa_chains.build("expired")
     with pytest.raises(ProvenanceError, match="expired"):
         ManifestSigner(chain=ch.chain_pem, key_pem=ch.key_pem)
-    assert not (tmp_path / "x.jpg").exists()
+    (tmp_path / "chain.pem").write_bytes(ch.chain_pem)
+    (tmp_path / "key.pem").write_bytes(ch.key_pem)
+    save_key(env["key"], tmp_path / "wm.key")
+    args = ["stamp", "--key", str(tmp_path / "wm.key"), "--cert", str(tmp_path / "chain.pem")]
+    args += ["--signing-key", str(tmp_path / "key.pem"), "--store", str(tmp_path / "s.db")]
+    res = CliRunner().invoke(main, [*args, str(env["root"] / "coffee.png"), str(tmp_path / "x.jpg")])
+    assert "expired on" in one_error_line(res)
+    assert not (tmp_path / "x.jpg").exists() and not (tmp_path / "x.jpg.partial").exists()
 
 
 def test_timestamped_manifest_outlives_its_certificate(env, tmp_path) -> None:  # type: ignore[no-untyped-def]
