@@ -170,6 +170,8 @@ def test_stamped_file_is_trusted_with_the_anchor_and_valid_without(env, stamped,
     untrusted = verify(path)
     assert untrusted.state == "valid" and untrusted.signer is not None and untrusted.signer["trusted"] is False
     assert "signingCredential.untrusted" in untrusted.validation_codes
+    stranger = verify(path, trust_pem=c2pa_chains.build(None).root_pem.decode())  # an anchor, but not this chain's
+    assert stranger.state == "valid" and stranger.signer is not None and stranger.signer["trusted"] is False
 
     record = env["store"].get_manifest(info.content_id)
     assert record is not None and record.generator == "test-imagegen 1.0" and record.mime == MIME[fmt]
