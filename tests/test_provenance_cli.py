@@ -168,6 +168,35 @@ def test_verify_shows_both_manifests_and_does_not_attribute_the_invalid_one(setu
     assert data["embedded_manifest"]["state"] == "invalid" and data["recovered_manifest"]["generator"] == "first-gen"
 
 
+def test_a_library_planted_in_the_current_directory_is_not_loaded(setup, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """c2pa-python's loader tries ./libc2pa_c.so before its own copy; dojang pins its own copy, so
+    verifying downloads from inside their folder never dlopens a stranger's library."""
+    import _sqlite3  # any real shared object: it loads, but lacks c2pa's symbols
+    import os
+    import shutil
+    import subprocess
+    import sys
+
+    if not str(getattr(_sqlite3, "__file__", "")).endswith(".so"):
+        pytest.skip("needs a shared-object Python extension to plant")
+    assert _stamp(CliRunner(), setup, "planted.jpg").exit_code == 0
+    shutil.copy(setup / "planted.jpg", tmp_path / "download.jpg")
+    shutil.copy(_sqlite3.__file__, tmp_path / "libc2pa_c.so")
+    env = {k: v for k, v in os.environ.items() if k != "C2PA_LIBRARY_NAME"}
+    env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
+    code = "import sys; from dojang.cli import main; sys.argv[0] = 'dojang'; main()"
+    res = subprocess.run(
+        [sys.executable, "-c", code, "verify", "--no-store", "--json", "download.jpg"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert res.returncode == 0, res.stderr
+    assert json.loads(res.stdout)["state"] == "valid"
+
+
 @pytest.mark.parametrize(
     ("args", "needle"),
     [
