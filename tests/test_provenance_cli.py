@@ -54,6 +54,14 @@ def _stamp(runner, root, out: str, *extra: str):  # type: ignore[no-untyped-def]
     )
 
 
+def test_certs_init_bad_directory_is_one_line(setup, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    runner = CliRunner()
+    (tmp_path / "a-file").write_text("x")
+    assert "is not a directory" in one_error_line(runner.invoke(main, ["certs", "init", str(tmp_path / "a-file")]))
+    assert "cannot create" in one_error_line(runner.invoke(main, ["certs", "init", str(tmp_path / "a-file" / "sub")]))
+    assert "already exists" in one_error_line(runner.invoke(main, ["certs", "init", str(setup / "certs")]))
+
+
 def test_certs_check_explains_in_words(setup, tmp_path) -> None:  # type: ignore[no-untyped-def]
     runner = CliRunner()
     ok = runner.invoke(main, ["certs", "check", str(setup / "certs/chain.pem")])

@@ -136,10 +136,14 @@ def _pem(cert: x509.Certificate) -> bytes:
 
 def _write(path: Path, data: bytes, *, private: bool = False) -> None:
     tmp = path.with_name(path.name + ".partial")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600 if private else 0o644)
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(data)
-    os.replace(tmp, path)
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600 if private else 0o644)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        os.replace(tmp, path)
+    except OSError as err:
+        tmp.unlink(missing_ok=True)
+        raise ProvenanceError(f"cannot write {path}: {err.strerror}") from None
 
 
 def init_dev_chain(directory: str | os.PathLike[str], *, force: bool = False, days: int = 365) -> DevChain:
@@ -147,7 +151,12 @@ def init_dev_chain(directory: str | os.PathLike[str], *, force: bool = False, da
 
     For testing only: nobody trusts this root unless told to (``--trust DIR/root.pem``)."""
     out = Path(directory)
-    out.mkdir(parents=True, exist_ok=True)
+    if out.exists() and not out.is_dir():
+        raise ProvenanceError(f"{out} exists and is not a directory")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise ProvenanceError(f"cannot create the directory {out}: {err.strerror}") from None
     paths = DevChain(
         chain=out / "chain.pem",
         signing_key=out / "signing-key.pem",
