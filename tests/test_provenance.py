@@ -355,6 +355,15 @@ def test_certificate_that_expires_after_signing_makes_it_invalid_without_a_times
     assert "signingCredential.expired" in v.reason
 
 
+@pytest.mark.parametrize(("label", "said"), [(b"c2pa.claim", "too damaged to read"), (b"c2pa.signature", "signature is missing")])
+def test_damaged_manifest_is_invalid_not_an_exception(env, stamped, label, said) -> None:  # type: ignore[no-untyped-def]
+    path, _ = stamped["JPEG"]
+    data = path.read_bytes()
+    at = data.find(label)
+    assert at > 0
+    _assert_invalid(verify_bytes(data[:at] + bytes(len(label)) + data[at + len(label) :], trust_pem=env["trust"]), said=said)
+
+
 # -- durable credentials ----------------------------------------------------------------------------
 @pytest.mark.parametrize(("fmt", "to"), [("JPEG", "JPEG"), ("PNG", "JPEG"), ("WEBP", "PNG")])
 def test_stripped_and_reencoded_file_is_recovered(env, stamped, fmt, to) -> None:  # type: ignore[no-untyped-def]

@@ -244,6 +244,7 @@ FAILURE_WORDS = {
     "assertion.bmffHash.mismatch": "the file's data changed after signing",
     "assertion.hashedURI.mismatch": "an assertion of the manifest (such as its actions) was edited after signing",
     "claimSignature.mismatch": "the signature does not match the claim (the signature or the claim was altered)",
+    "claimSignature.missing": "the claim's signature is missing",
     "signingCredential.expired": "the signing certificate has expired, and the manifest carries no RFC 3161 timestamp "
     "proving it was signed while the certificate was valid",
     "signingCredential.revoked": "the signing certificate was revoked",
