@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
+from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID
@@ -20,14 +21,22 @@ class Chain:
     chain_pem: bytes  # what the signer sends: leaf first
     key_pem: bytes
     root_pem: bytes
+    intermediate: x509.Certificate  # and its key: to issue more certificates under the same root (a TSA's)
+    intermediate_key: ec.EllipticCurvePrivateKey
+
+
+def leaf_expiry(chain: Chain) -> dt.datetime:
+    """When the signing leaf of ``chain`` stops being valid."""
+    return x509.load_pem_x509_certificates(chain.chain_pem)[0].not_valid_after_utc
 
 
 def _pem(*certs) -> bytes:  # type: ignore[no-untyped-def]
     return b"".join(c.public_bytes(serialization.Encoding.PEM) for c in certs)
 
 
-def build(defect: str | None = None) -> Chain:
-    """A root -> intermediate -> leaf chain, with ``defect`` applied to the leaf or the order."""
+def build(defect: str | None = None, *, leaf_lifetime: dt.timedelta | None = None) -> Chain:
+    """A root -> intermediate -> leaf chain, with ``defect`` applied to the leaf or the order.
+    ``leaf_lifetime``: a leaf valid from a minute ago until that long from now."""
     root_key = ec.generate_private_key(ec.SECP256R1())
     root = issue_certificate(
         subject="test root",
@@ -56,7 +65,15 @@ def build(defect: str | None = None) -> Chain:
         ekus = [ExtendedKeyUsageOID.SERVER_AUTH]
     elif defect == "any_eku":
         ekus = [ExtendedKeyUsageOID.ANY_EXTENDED_KEY_USAGE]
+    elif defect == "no_email_eku":  # the C2PA-specific usages alone: signs, but validators reject it
+        ekus = [C2PA_CLAIM_SIGNING, DOCUMENT_SIGNING]
+    elif defect == "responder_eku":  # a timestamp authority's usage beside a signer's
+        ekus = [ExtendedKeyUsageOID.EMAIL_PROTECTION, ExtendedKeyUsageOID.TIME_STAMPING]
     start = dt.datetime.now(dt.UTC) - dt.timedelta(days=400) if defect == "expired" else None
+    days: float = 30 if defect == "expired" else 365
+    if leaf_lifetime is not None:
+        start = dt.datetime.now(dt.UTC).replace(microsecond=0) - dt.timedelta(minutes=1)
+        days = (leaf_lifetime + dt.timedelta(minutes=1)) / dt.timedelta(days=1)
     leaf = issue_certificate(
         subject="test signer",
         public_key=leaf_key.public_key(),
@@ -67,11 +84,22 @@ def build(defect: str | None = None) -> Chain:
         ekus=ekus,
         key_identifiers=defect != "no_aki",
         not_before=start,
-        days=30 if defect == "expired" else 365,
+        days=days,  # type: ignore[arg-type]
     )
     chain = _pem(inter, leaf) if defect == "wrong_order" else _pem(leaf, inter)
     key_pem = leaf_key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
-    return Chain(chain_pem=chain, key_pem=key_pem, root_pem=_pem(root))
+    return Chain(chain_pem=chain, key_pem=key_pem, root_pem=_pem(root), intermediate=inter, intermediate_key=inter_key)
 
 
-DEFECTS = ["no_eku", "wrong_eku", "any_eku", "leaf_is_ca", "wrong_order", "expired", "no_aki", "unsupported_key"]
+DEFECTS = [
+    "no_eku",
+    "wrong_eku",
+    "any_eku",
+    "no_email_eku",
+    "responder_eku",
+    "leaf_is_ca",
+    "wrong_order",
+    "expired",
+    "no_aki",
+    "unsupported_key",
+]

@@ -80,6 +80,20 @@ def test_dev_chain_passes_the_profile_and_keeps_the_key_private(env) -> None:  #
         init_dev_chain(chain.chain.parent)
 
 
+CHAIN_WORDS = {
+    "no_eku": "has no extended key usage",
+    "wrong_eku": "none that C2PA validators accept",
+    "any_eku": "anyExtendedKeyUsage, which C2PA forbids",
+    "no_email_eku": "but not emailProtection",
+    "responder_eku": "combines timeStamping with other extended key usages",
+    "leaf_is_ca": "is a CA (basicConstraints CA:TRUE)",
+    "wrong_order": "the chain is in the wrong order",
+    "expired": "expired on",
+    "no_aki": "has no authority key identifier",
+    "unsupported_key": "uses the elliptic curve secp256k1",
+}
+
+
 @pytest.mark.parametrize("defect", c2pa_chains.DEFECTS)
 def test_each_broken_chain_is_rejected_by_c2pa_and_explained(defect, tmp_path) -> None:  # type: ignore[no-untyped-def]
     ch = c2pa_chains.build(defect)
@@ -103,9 +117,10 @@ def test_each_broken_chain_is_rejected_by_c2pa_and_explained(defect, tmp_path) -
     Image.new("RGB", (64, 64), (90, 120, 200)).save(src, "JPEG")
     with pytest.raises(c2pa.C2paError):
         c2pa.Builder(manifest).sign(signer, "image/jpeg", io.BytesIO(src.getvalue()), io.BytesIO())
-    # dojang names the rule.
-    codes = [p.code for p in check_chain(ch.chain_pem)]
-    assert codes == [defect]
+    # dojang names the rule, in words.
+    problems = check_chain(ch.chain_pem)
+    assert [p.code for p in problems] == [defect]
+    assert CHAIN_WORDS[defect] in problems[0].message, problems[0].message
     with pytest.raises(ProvenanceError, match="would be rejected") as err:
         ManifestSigner(chain=ch.chain_pem, key_pem=ch.key_pem)
     assert ch.key_pem.decode().splitlines()[1] not in str(err.value)
@@ -155,6 +170,8 @@ def test_stamped_file_is_trusted_with_the_anchor_and_valid_without(env, stamped,
     untrusted = verify(path)
     assert untrusted.state == "valid" and untrusted.signer is not None and untrusted.signer["trusted"] is False
     assert "signingCredential.untrusted" in untrusted.validation_codes
+    stranger = verify(path, trust_pem=c2pa_chains.build(None).root_pem.decode())  # an anchor, but not this chain's
+    assert stranger.state == "valid" and stranger.signer is not None and stranger.signer["trusted"] is False
 
     record = env["store"].get_manifest(info.content_id)
     assert record is not None and record.generator == "test-imagegen 1.0" and record.mime == MIME[fmt]
@@ -203,18 +220,62 @@ def test_callback_signer_keeps_the_key_outside(env, tmp_path) -> None:  # type: 
 
 
 def test_expired_chain_refuses_to_stamp_and_writes_nothing(env, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from click.testing import CliRunner
+
+    from dojang.cli import main
+    from dojang.keys import save_key
+    from tests.helpers import one_error_line
+
     ch = c2pa_chains.build("expired")
     with pytest.raises(ProvenanceError, match="expired"):
         ManifestSigner(chain=ch.chain_pem, key_pem=ch.key_pem)
-    assert not (tmp_path / "x.jpg").exists()
+    (tmp_path / "chain.pem").write_bytes(ch.chain_pem)
+    (tmp_path / "key.pem").write_bytes(ch.key_pem)
+    save_key(env["key"], tmp_path / "wm.key")
+    args = ["stamp", "--key", str(tmp_path / "wm.key"), "--cert", str(tmp_path / "chain.pem")]
+    args += ["--signing-key", str(tmp_path / "key.pem"), "--store", str(tmp_path / "s.db")]
+    res = CliRunner().invoke(main, [*args, str(env["root"] / "coffee.png"), str(tmp_path / "x.jpg")])
+    assert "expired on" in one_error_line(res)
+    assert not (tmp_path / "x.jpg").exists() and not (tmp_path / "x.jpg.partial").exists()
+
+
+def test_timestamped_manifest_outlives_its_certificate(env, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """With an RFC 3161 TSA (a local one) the signing time is the TSA's, and validators judge the
+    certificate at that time: after it expires the file stays trusted and a copy still recovers."""
+    import datetime as dt
+    import time
+
+    from tests import rfc3161
+
+    ch = c2pa_chains.build(None, leaf_lifetime=dt.timedelta(seconds=8))
+    tsa = rfc3161.TimestampAuthority(*rfc3161.tsa_certificate(ch.intermediate, ch.intermediate_key), [ch.intermediate])
+    trust = ch.root_pem.decode()
+    dst = tmp_path / "timestamped.jpg"
+    with rfc3161.serve(tsa) as url:
+        signer = ManifestSigner(chain=ch.chain_pem, key_pem=ch.key_pem, tsa_url=url)
+        info = stamp(env["root"] / "coffee.png", dst, key=env["key"], signer=signer, store=env["store"])
+    assert tsa.requests == 1
+    expires = c2pa_chains.leaf_expiry(ch)
+    if dt.datetime.now(dt.UTC) >= expires:  # pragma: no cover - only on a badly overloaded machine
+        pytest.skip("stamping outlived the 8-second certificate")
+    v = verify(dst, trust_pem=trust)
+    assert v.state == "trusted" and v.embedded is not None and v.embedded.timestamped_at is not None
+    assert v.signed_at == v.embedded.timestamped_at  # the TSA's time, not the time the signer claims
+    time.sleep((expires - dt.datetime.now(dt.UTC)).total_seconds() + 1.5)
+    after = verify(dst, trust_pem=trust)
+    assert after.state == "trusted" and after.validation_codes == [], after.to_dict()
+    copy = tamper.reencode(dst.read_bytes(), "JPEG", quality=90)
+    rec = verify_bytes(copy, keys=env["key"], trust_pem=trust, store=env["store"])
+    assert rec.state == "recovered" and rec.recovered_from is not None and rec.recovered_from["content_id"] == info.content_id
 
 
 # -- tampering ---------------------------------------------------------------------------------------
-def _assert_invalid(v, *codes: str) -> None:  # type: ignore[no-untyped-def]
+def _assert_invalid(v, *codes: str, said: str = "") -> None:  # type: ignore[no-untyped-def]
     assert v.state == "invalid", v.to_dict()
     assert v.signer is None and v.actions == []  # never attributed to the claimed signer
     for code in codes:
         assert code in v.validation_codes, v.validation_codes
+    assert said in v.reason and "not attributed" in v.reason, v.reason
 
 
 @pytest.mark.parametrize(
@@ -230,14 +291,18 @@ def test_changed_pixels_make_it_invalid(env, stamped, fmt, edit) -> None:  # typ
         a = np.asarray(Image.open(path)).astype(int)
         b = np.asarray(Image.open(io.BytesIO(data))).astype(int)
         assert np.count_nonzero(np.any(a != b, axis=-1)) == 1 and np.abs(a - b).max() == 1
-    _assert_invalid(verify_bytes(data, trust_pem=env["trust"]), "assertion.dataHash.mismatch")
+    _assert_invalid(verify_bytes(data, trust_pem=env["trust"]), "assertion.dataHash.mismatch", said="image data changed")
 
 
 def test_edited_action_makes_it_invalid(env, stamped) -> None:  # type: ignore[no-untyped-def]
     path, _ = stamped["JPEG"]
     data = path.read_bytes()
     assert data.count(b"test-imagegen") == 1
-    _assert_invalid(verify_bytes(data.replace(b"test-imagegen", b"human-camera!"), trust_pem=env["trust"]))
+    _assert_invalid(
+        verify_bytes(data.replace(b"test-imagegen", b"human-camera!"), trust_pem=env["trust"]),
+        "assertion.hashedURI.mismatch",
+        said="(such as its actions) was edited",
+    )
 
 
 def test_flipped_signature_makes_it_invalid(env, tmp_path) -> None:  # type: ignore[no-untyped-def]
@@ -256,14 +321,47 @@ def test_flipped_signature_makes_it_invalid(env, tmp_path) -> None:  # type: ign
     assert at > 0
     broken = data[: at + 10] + bytes([data[at + 10] ^ 0xFF]) + data[at + 11 :]
     v = verify_bytes(broken, trust_pem=env["trust"])
-    _assert_invalid(v)
+    _assert_invalid(v, said="signature does not match")
     assert any("signature" in c.lower() for c in v.validation_codes), v.validation_codes
 
 
 def test_manifest_moved_onto_another_image_is_invalid(env, stamped) -> None:  # type: ignore[no-untyped-def]
     path, _ = stamped["JPEG"]
     moved = tamper.move_jpeg_manifest(path.read_bytes(), (env["root"] / "chelsea.jpg").read_bytes())
-    _assert_invalid(verify_bytes(moved, trust_pem=env["trust"]), "assertion.dataHash.mismatch")
+    _assert_invalid(verify_bytes(moved, trust_pem=env["trust"]), "assertion.dataHash.mismatch", said="moved from another file")
+
+
+def test_certificate_that_expires_after_signing_makes_it_invalid_without_a_timestamp(env, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """No TSA: validators judge the certificate at "now", so once it expires the manifest is invalid,
+    the words say so (not "tampered"), and a re-encoded copy is no longer recovered."""
+    import datetime as dt
+    import time
+
+    ch = c2pa_chains.build(None, leaf_lifetime=dt.timedelta(seconds=8))
+    signer = ManifestSigner(chain=ch.chain_pem, key_pem=ch.key_pem)
+    trust = ch.root_pem.decode()
+    dst = tmp_path / "short.jpg"
+    info = stamp(env["root"] / "coffee.png", dst, key=env["key"], signer=signer, store=env["store"])
+    expires = c2pa_chains.leaf_expiry(ch)
+    if dt.datetime.now(dt.UTC) >= expires:  # pragma: no cover - only on a badly overloaded machine
+        pytest.skip("stamping outlived the 8-second certificate")
+    assert verify(dst, trust_pem=trust).state == "trusted"
+    time.sleep((expires - dt.datetime.now(dt.UTC)).total_seconds() + 1.5)
+    _assert_invalid(verify(dst, trust_pem=trust), "signingCredential.expired", said="certificate has expired")
+    copy = tamper.reencode(dst.read_bytes(), "JPEG", quality=90)
+    v = verify_bytes(copy, keys=env["key"], trust_pem=trust, store=env["store"])
+    assert v.state == "no_credential" and v.recovered_from is None, v.to_dict()
+    assert v.watermark is not None and v.watermark.payload is not None and v.watermark.payload.hex() == info.content_id
+    assert "signingCredential.expired" in v.reason
+
+
+@pytest.mark.parametrize(("label", "said"), [(b"c2pa.claim", "too damaged to read"), (b"c2pa.signature", "signature is missing")])
+def test_damaged_manifest_is_invalid_not_an_exception(env, stamped, label, said) -> None:  # type: ignore[no-untyped-def]
+    path, _ = stamped["JPEG"]
+    data = path.read_bytes()
+    at = data.find(label)
+    assert at > 0
+    _assert_invalid(verify_bytes(data[:at] + bytes(len(label)) + data[at + len(label) :], trust_pem=env["trust"]), said=said)
 
 
 # -- durable credentials ----------------------------------------------------------------------------
@@ -309,6 +407,7 @@ def test_embedded_and_recovered_manifests_that_differ_are_both_shown(env, stampe
     assert v.state == "trusted"
     assert d["embedded_manifest"]["generator"] == "someone-else"
     assert d["recovered_manifest"]["generator"] == "test-imagegen 1.0"
+    assert d["embedded_manifest"]["state"] == "trusted" and d["recovered_manifest"]["state"] == "recovered"
     assert d["recovered_from"]["content_id"] == info.content_id
 
 

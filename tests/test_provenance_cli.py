@@ -54,6 +54,14 @@ def _stamp(runner, root, out: str, *extra: str):  # type: ignore[no-untyped-def]
     )
 
 
+def test_certs_init_bad_directory_is_one_line(setup, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    runner = CliRunner()
+    (tmp_path / "a-file").write_text("x")
+    assert "is not a directory" in one_error_line(runner.invoke(main, ["certs", "init", str(tmp_path / "a-file")]))
+    assert "cannot create" in one_error_line(runner.invoke(main, ["certs", "init", str(tmp_path / "a-file" / "sub")]))
+    assert "already exists" in one_error_line(runner.invoke(main, ["certs", "init", str(setup / "certs")]))
+
+
 def test_certs_check_explains_in_words(setup, tmp_path) -> None:  # type: ignore[no-untyped-def]
     runner = CliRunner()
     ok = runner.invoke(main, ["certs", "check", str(setup / "certs/chain.pem")])
@@ -93,6 +101,7 @@ def test_stamp_then_verify_json_contract(setup) -> None:  # type: ignore[no-unty
     assert out.exit_code == 0, out.output
     data = json.loads(out.stdout)
     assert set(data) >= VERIFY_KEYS
+    assert set(data) == VERIFY_KEYS | {"reason", "kind"}  # the contract keys, plus the words and the kind
     assert data["state"] == "trusted" and data["ai_generated"] is True
     assert data["watermark"]["payload"] == stamped["content_id"]
     secret = (setup / "certs/signing-key.pem").read_text().splitlines()[1]
@@ -107,6 +116,93 @@ def test_stamp_then_verify_json_contract(setup) -> None:  # type: ignore[no-unty
     )
     assert json.loads(rec.stdout)["state"] == "recovered"
     assert json.loads(rec.stdout)["recovered_from"]["content_id"] == stamped["content_id"]
+
+
+def test_stamp_and_verify_use_the_store_in_the_user_data_dir_by_default(setup, tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.delenv("DOJANG_STORE", raising=False)
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
+    runner = CliRunner()
+    args = ["stamp", "--key", str(setup / "wm.key"), "--cert", str(setup / "certs/chain.pem")]
+    args += ["--signing-key", str(setup / "certs/signing-key.pem"), "--json", str(setup / "gen.png"), str(tmp_path / "d.png")]
+    res = runner.invoke(main, args)
+    assert res.exit_code == 0, res.output
+    default = tmp_path / "data" / "dojang" / "manifests.sqlite3"
+    assert json.loads(res.stdout)["store"] == str(default) and default.exists()
+    (tmp_path / "d.jpg").write_bytes(tamper.reencode((tmp_path / "d.png").read_bytes(), "JPEG", quality=85))
+    out = runner.invoke(main, ["verify", "--key", str(setup / "wm.key"), "--json", str(tmp_path / "d.jpg")])
+    data = json.loads(out.stdout)
+    assert data["state"] == "recovered" and data["recovered_from"]["store"] == str(default)
+    # --no-store looks nothing up; $DOJANG_STORE moves the default.
+    none = runner.invoke(main, ["verify", "--key", str(setup / "wm.key"), "--no-store", "--json", str(tmp_path / "d.jpg")])
+    assert json.loads(none.stdout)["state"] == "no_credential"
+    monkeypatch.setenv("DOJANG_STORE", str(tmp_path / "elsewhere.sqlite3"))
+    moved = runner.invoke(main, ["verify", "--key", str(setup / "wm.key"), "--json", str(tmp_path / "d.jpg")])
+    assert json.loads(moved.stdout)["state"] == "no_credential"  # that store does not exist: nothing to recover from
+
+
+def test_stamp_passes_the_timestamp_authority_to_the_signer(setup, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """A TSA that cannot be reached fails the stamp with one clear line, and nothing is written:
+    proof that --tsa-url reaches c2pa's signer (no network needed)."""
+    res = _stamp(CliRunner(), setup, "tsa.jpg", "--tsa-url", "http://127.0.0.1:9/tsa")
+    line = one_error_line(res)
+    assert "C2PA signing failed" in line and "127.0.0.1:9/tsa" in line
+    assert not (setup / "tsa.jpg").exists()
+    assert "must start with http" in one_error_line(_stamp(CliRunner(), setup, "tsa.jpg", "--tsa-url", "ftp://tsa.example"))
+
+
+def test_verify_shows_both_manifests_and_does_not_attribute_the_invalid_one(setup, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from dojang.image import random_payload
+    from dojang.provenance import ManifestSigner, ai_image_manifest, sign_asset
+
+    res = _stamp(CliRunner(), setup, "both.jpg", "--generator", "first-gen", "--json")
+    assert res.exit_code == 0, res.output
+    # Stripped, signed again by someone else, then that new manifest edited (the pixels stay as they were).
+    stripped = tamper.reencode((setup / "both.jpg").read_bytes(), "JPEG", quality=92)
+    signer = ManifestSigner.from_files(str(setup / "certs/chain.pem"), str(setup / "certs/signing-key.pem"))
+    manifest = ai_image_manifest(
+        title="x", generator="someone-else", payload=random_payload(), when="2026-01-01T00:00:00Z", key_id="k"
+    )
+    resigned, _ = sign_asset(stripped, "image/jpeg", manifest, signer)
+    assert resigned.count(b"someone-else") == 1
+    (tmp_path / "both-tampered.jpg").write_bytes(resigned.replace(b"someone-else", b"someone-ELSE"))
+    args = ["verify", "--key", str(setup / "wm.key"), "--store", str(setup / "store.db"), str(tmp_path / "both-tampered.jpg")]
+    out = CliRunner().invoke(main, args)
+    assert out.exit_code == 0, out.output
+    assert "INVALID" in out.stdout
+    assert "embedded manifest: urn:c2pa:" in out.stdout and "(invalid), claims to be signed by dojang dev signer" in out.stdout
+    assert "recovered manifest: urn:c2pa:" in out.stdout and "(recovered), signed by dojang dev signer" in out.stdout
+    data = json.loads(CliRunner().invoke(main, [*args[:-1], "--json", args[-1]]).stdout)
+    assert data["state"] == "invalid" and data["signer"] is None
+    assert data["embedded_manifest"]["state"] == "invalid" and data["recovered_manifest"]["generator"] == "first-gen"
+
+
+def test_a_library_planted_in_the_current_directory_is_not_loaded(setup, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """c2pa-python's loader tries ./libc2pa_c.so before its own copy; dojang pins its own copy, so
+    verifying downloads from inside their folder never dlopens a stranger's library."""
+    import _sqlite3  # any real shared object: it loads, but lacks c2pa's symbols
+    import os
+    import shutil
+    import subprocess
+    import sys
+
+    if not str(getattr(_sqlite3, "__file__", "")).endswith(".so"):
+        pytest.skip("needs a shared-object Python extension to plant")
+    assert _stamp(CliRunner(), setup, "planted.jpg").exit_code == 0
+    shutil.copy(setup / "planted.jpg", tmp_path / "download.jpg")
+    shutil.copy(_sqlite3.__file__, tmp_path / "libc2pa_c.so")
+    env = {k: v for k, v in os.environ.items() if k != "C2PA_LIBRARY_NAME"}
+    env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
+    code = "import sys; from dojang.cli import main; sys.argv[0] = 'dojang'; main()"
+    res = subprocess.run(
+        [sys.executable, "-c", code, "verify", "--no-store", "--json", "download.jpg"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert res.returncode == 0, res.stderr
+    assert json.loads(res.stdout)["state"] == "valid"
 
 
 @pytest.mark.parametrize(

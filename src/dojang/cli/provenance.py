@@ -186,6 +186,8 @@ def verify(
     if result.validation_codes:
         click.echo("  validation: " + ", ".join(result.validation_codes))
     data = result.to_dict()
-    if "embedded_manifest" in data:
-        click.echo(f"  embedded manifest: {data['embedded_manifest']['label']} by {data['embedded_manifest']['signer']}")
-        click.echo(f"  recovered manifest: {data['recovered_manifest']['label']} by {data['recovered_manifest']['signer']}")
+    for which in ("embedded", "recovered"):
+        if f"{which}_manifest" in data:
+            m = data[f"{which}_manifest"]
+            who = "claims to be signed by" if m["state"] == "invalid" else "signed by"  # an invalid one is not attributed
+            click.echo(f"  {which} manifest: {m['label']} ({m['state']}), {who} {m['signer']}")

@@ -6,10 +6,14 @@ c2pa-python is an optional dependency (``pip install 'dojang[c2pa]'``) and is im
 from __future__ import annotations
 
 import base64
+import importlib.util
 import io
 import logging
+import os
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from dojang import __version__
@@ -40,7 +44,25 @@ UNTRUSTED = "signingCredential.untrusted"
 MIME = {"JPEG": "image/jpeg", "PNG": "image/png", "WEBP": "image/webp"}
 
 
+def _pin_native_library() -> None:
+    """Make c2pa-python load the native library shipped in its own wheel.
+
+    Its loader tries the current directory (and ./libs, ./artifacts) before its package folder,
+    so ``dojang verify`` run in a folder of downloads would dlopen a planted ``libc2pa_c.so``.
+    An absolute path in C2PA_LIBRARY_NAME is found first on every search path it tries."""
+    if "c2pa" in sys.modules or os.environ.get("C2PA_LIBRARY_NAME"):
+        return  # already loaded, or the user chose a library on purpose
+    spec = importlib.util.find_spec("c2pa")
+    name = {"win32": "c2pa_c.dll", "darwin": "libc2pa_c.dylib"}.get(sys.platform, "libc2pa_c.so")
+    for base in (spec.submodule_search_locations or []) if spec is not None else []:
+        for candidate in (Path(base) / "libs" / name, Path(base) / name):
+            if candidate.is_file():
+                os.environ["C2PA_LIBRARY_NAME"] = str(candidate.resolve())
+                return
+
+
 def _lib() -> Any:
+    _pin_native_library()
     try:
         import c2pa
     except ImportError:  # pragma: no cover - depends on the environment

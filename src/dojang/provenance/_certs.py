@@ -26,12 +26,18 @@ __all__ = ["ChainProblem", "DevChain", "check_chain", "init_dev_chain", "load_ch
 
 C2PA_CLAIM_SIGNING = ObjectIdentifier("1.3.6.1.4.1.62558.2.1")
 DOCUMENT_SIGNING = ObjectIdentifier("1.3.6.1.5.5.7.3.36")
-# Extended key usages c2pa-rs accepts for a claim signer (any one of them is enough).
+# Extended key usages of a claim signer, as c2pa-rs 0.91 (c2pa-python 0.38) treats them, measured
+# by signing and validating: it signs with any of these, but its validators, with their default
+# trust settings, accept only emailProtection ("certificate missing required EKU" otherwise), so
+# the leaf must carry emailProtection; the other two may sit beside it.
 SIGNING_EKUS = {
-    C2PA_CLAIM_SIGNING: "C2PA claim signing",
     ExtendedKeyUsageOID.EMAIL_PROTECTION: "emailProtection",
+    C2PA_CLAIM_SIGNING: "C2PA claim signing",
     DOCUMENT_SIGNING: "documentSigning",
 }
+# The usages of a timestamp authority or an OCSP responder: c2pa-rs refuses a signer that carries
+# one of them beside any other usage. Alone it would sign, but they do not name a content signer.
+RESPONDER_EKUS = {ExtendedKeyUsageOID.TIME_STAMPING: "timeStamping", ExtendedKeyUsageOID.OCSP_SIGNING: "OCSPSigning"}
 ALLOWED_CURVES = (ec.SECP256R1, ec.SECP384R1, ec.SECP521R1)
 DEV_NOTICE = "FOR TESTING ONLY: a development chain that no validator trusts by default; never sign real content with it."
 
@@ -130,10 +136,14 @@ def _pem(cert: x509.Certificate) -> bytes:
 
 def _write(path: Path, data: bytes, *, private: bool = False) -> None:
     tmp = path.with_name(path.name + ".partial")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600 if private else 0o644)
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(data)
-    os.replace(tmp, path)
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600 if private else 0o644)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        os.replace(tmp, path)
+    except OSError as err:
+        tmp.unlink(missing_ok=True)
+        raise ProvenanceError(f"cannot write {path}: {err.strerror}") from None
 
 
 def init_dev_chain(directory: str | os.PathLike[str], *, force: bool = False, days: int = 365) -> DevChain:
@@ -141,7 +151,12 @@ def init_dev_chain(directory: str | os.PathLike[str], *, force: bool = False, da
 
     For testing only: nobody trusts this root unless told to (``--trust DIR/root.pem``)."""
     out = Path(directory)
-    out.mkdir(parents=True, exist_ok=True)
+    if out.exists() and not out.is_dir():
+        raise ProvenanceError(f"{out} exists and is not a directory")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise ProvenanceError(f"cannot create the directory {out}: {err.strerror}") from None
     paths = DevChain(
         chain=out / "chain.pem",
         signing_key=out / "signing-key.pem",
@@ -300,6 +315,57 @@ def _key_problem(cert: x509.Certificate, role: str) -> ChainProblem | None:
     return None
 
 
+def _eku_name(oid: ObjectIdentifier) -> str:
+    known = {**SIGNING_EKUS, **RESPONDER_EKUS}
+    if oid in known:
+        return known[oid]
+    name = getattr(oid, "_name", "Unknown OID")
+    return oid.dotted_string if name == "Unknown OID" else str(name)
+
+
+def _eku_problems(leaf: x509.Certificate, oids: set[ObjectIdentifier]) -> list[ChainProblem]:
+    """What is wrong with the signing leaf's extended key usages, judged as c2pa-rs signs and validates."""
+    who = f"the signing certificate {_describe(leaf)}"
+    have = ", ".join(sorted(_eku_name(o) for o in oids))
+    if ExtendedKeyUsageOID.ANY_EXTENDED_KEY_USAGE in oids:
+        return [ChainProblem("any_eku", f"{who} carries anyExtendedKeyUsage, which C2PA forbids")]
+    responder = sorted(n for o, n in RESPONDER_EKUS.items() if o in oids)
+    if responder and len(oids) > 1:
+        return [
+            ChainProblem(
+                "responder_eku",
+                f"{who} combines {' and '.join(responder)} with other extended key usages ({have}); c2pa-rs refuses such "
+                "a signer: those usages belong to a timestamp authority or OCSP responder, so drop them",
+            )
+        ]
+    if ExtendedKeyUsageOID.EMAIL_PROTECTION in oids:
+        return []
+    if oids & {C2PA_CLAIM_SIGNING, DOCUMENT_SIGNING}:
+        return [
+            ChainProblem(
+                "no_email_eku",
+                f"{who} has extended key usages ({have}) but not emailProtection: c2pa-rs signs with it, yet validators "
+                "with the default trust settings report the manifest invalid ('certificate missing required EKU'); "
+                "add emailProtection (1.3.6.1.5.5.7.3.4)",
+            )
+        ]
+    if responder:
+        return [
+            ChainProblem(
+                "wrong_eku",
+                f"{who} carries only {responder[0]}, the usage of a timestamp authority or OCSP responder, not of a "
+                "content signer; add emailProtection (1.3.6.1.5.5.7.3.4) instead",
+            )
+        ]
+    return [
+        ChainProblem(
+            "wrong_eku",
+            f"{who} has extended key usages ({have}) but none that C2PA validators accept for signing: add "
+            "emailProtection (1.3.6.1.5.5.7.3.4), optionally with C2PA claim signing (1.3.6.1.4.1.62558.2.1)",
+        )
+    ]
+
+
 def check_chain(
     certs: Sequence[x509.Certificate] | bytes | str | os.PathLike[str],
     *,
@@ -371,27 +437,12 @@ def check_chain(
         problems.append(
             ChainProblem(
                 "no_eku",
-                f"the signing certificate {_describe(leaf)} has no extended key usage; it needs one of "
-                + ", ".join(f"{n} ({o.dotted_string})" for o, n in SIGNING_EKUS.items()),
+                f"the signing certificate {_describe(leaf)} has no extended key usage; it needs emailProtection "
+                "(1.3.6.1.5.5.7.3.4), optionally beside C2PA claim signing (1.3.6.1.4.1.62558.2.1) and documentSigning",
             )
         )
     else:
-        oids = set(eku)  # type: ignore[call-overload]
-        if ExtendedKeyUsageOID.ANY_EXTENDED_KEY_USAGE in oids:
-            problems.append(
-                ChainProblem(
-                    "any_eku", f"the signing certificate {_describe(leaf)} carries anyExtendedKeyUsage, which C2PA forbids"
-                )
-            )
-        elif not oids & set(SIGNING_EKUS):
-            have = ", ".join(getattr(o, "_name", o.dotted_string) for o in oids)
-            problems.append(
-                ChainProblem(
-                    "wrong_eku",
-                    f"the signing certificate {_describe(leaf)} has extended key usages ({have}) but none that C2PA accepts for "
-                    "signing: add emailProtection or documentSigning (and C2PA claim signing 1.3.6.1.4.1.62558.2.1)",
-                )
-            )
+        problems.extend(_eku_problems(leaf, set(eku)))  # type: ignore[call-overload]
     if len(chain) > 1 and _ext(leaf, x509.AuthorityKeyIdentifier) is None:
         problems.append(ChainProblem("no_aki", f"the signing certificate {_describe(leaf)} has no authority key identifier"))
 

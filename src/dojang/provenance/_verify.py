@@ -68,6 +68,8 @@ class Verification:
         if self.embedded is not None and self.recovered is not None and self.embedded.label != self.recovered.label:
             out["embedded_manifest"] = self.embedded.summary()
             out["recovered_manifest"] = self.recovered.summary()
+            if self.recovered.only_hard_binding_fails():  # it validates but for its binding to the original bytes
+                out["recovered_manifest"]["state"] = "recovered"
         return out
 
 
@@ -188,12 +190,7 @@ def _verify_image(
             recovered=recovered,
         )
     if embedded is not None:  # invalid: tampered or broken; attribute nothing to the signer
-        problems = [c for c in embedded.failures if c != "signingCredential.untrusted"] or list(embedded.failures)
-        reason = (
-            "the C2PA manifest does not validate ("
-            + ", ".join(problems)
-            + "): the file was changed after signing or the manifest was forged; it is not attributed to its claimed signer"
-        )
+        reason = _invalid_reason(embedded.failures)
         return Verification(
             state="invalid",
             ai_generated=True if marked else None,
@@ -237,6 +234,34 @@ def _verify_image(
         )
         reason += "; this does not mean the image was made by a person"
     return _no_credential(watermark, reason, "image", recovered_from)
+
+
+# Plain words for the C2PA failure codes a tampered or broken manifest shows (checked in the tests
+# against what c2pa-rs reports for each kind of damage).
+FAILURE_WORDS = {
+    "assertion.dataHash.mismatch": "the image data changed after signing, or the manifest was moved from another file",
+    "assertion.boxesHash.mismatch": "the file's data changed after signing",
+    "assertion.bmffHash.mismatch": "the file's data changed after signing",
+    "assertion.hashedURI.mismatch": "an assertion of the manifest (such as its actions) was edited after signing",
+    "claimSignature.mismatch": "the signature does not match the claim (the signature or the claim was altered)",
+    "claimSignature.missing": "the claim's signature is missing",
+    "signingCredential.expired": "the signing certificate has expired, and the manifest carries no RFC 3161 timestamp "
+    "proving it was signed while the certificate was valid",
+    "signingCredential.revoked": "the signing certificate was revoked",
+    "signingCredential.invalid": "the signing certificate does not meet the C2PA certificate profile "
+    "(`dojang certs check` explains why)",
+    "manifest.unreadable": "the manifest is too damaged to read",
+}
+
+
+def _invalid_reason(failures: tuple[str, ...]) -> str:
+    """Why a manifest is invalid, in words, with the codes; never attributes it to the signer."""
+    codes = [c for c in failures if c != "signingCredential.untrusted"] or list(failures)
+    words = list(dict.fromkeys(FAILURE_WORDS.get(c, f"validation failure {c}") for c in codes))
+    return (
+        "the C2PA manifest does not validate: " + "; ".join(words) + " (" + ", ".join(codes) + "); "
+        "it is not attributed to its claimed signer"
+    )
 
 
 def _recover_image(
