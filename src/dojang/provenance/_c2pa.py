@@ -6,8 +6,11 @@ c2pa-python is an optional dependency (``pip install 'dojang[c2pa]'``) and is im
 from __future__ import annotations
 
 import base64
+import ctypes
+import hashlib
 import importlib.util
 import io
+import json
 import logging
 import os
 import sys
@@ -23,16 +26,21 @@ from dojang.provenance._certs import check_chain, load_chain, load_private_key, 
 __all__ = [
     "AI_SOURCE_TYPES",
     "SOFT_BINDING_ALG",
+    "TEXT_SOFT_BINDING_ALG",
     "ManifestSigner",
     "ManifestView",
     "ai_image_manifest",
+    "ai_text_manifest",
     "read_manifest",
     "sign_asset",
+    "sign_detached",
+    "unreadable_view",
 ]
 
 log = logging.getLogger(__name__)
 
 SOFT_BINDING_ALG = "io.dojang.image.1"  # the soft-binding algorithm id dojang's image watermark registers under
+TEXT_SOFT_BINDING_ALG = "io.dojang.text.1"  # the text watermark's: a zero-bit mark, so its value is the key id
 IPTC = "http://cv.iptc.org/newscodes/digitalsourcetype/"
 TRAINED_ALGORITHMIC_MEDIA = IPTC + "trainedAlgorithmicMedia"
 AI_SOURCE_TYPES = frozenset(
@@ -172,6 +180,48 @@ def ai_image_manifest(*, title: str, generator: str, payload: bytes, when: str, 
     }
 
 
+def ai_text_manifest(
+    *, title: str, generator: str, when: str, key_id: str | None = None, scheme: str | None = None
+) -> dict[str, Any]:
+    """The manifest dojang signs into an AI text: created by ``generator`` (trainedAlgorithmicMedia)
+    and, when the text watermark is on (``key_id``), watermarked by dojang with a soft binding that
+    names the key the mark is detected under (the text mark carries no payload of its own)."""
+    actions: list[dict[str, Any]] = [
+        {
+            "action": "c2pa.created",
+            "digitalSourceType": TRAINED_ALGORITHMIC_MEDIA,
+            "softwareAgent": {"name": generator},
+            "when": when,
+        }
+    ]
+    assertions: list[dict[str, Any]] = [{"label": "c2pa.actions.v2", "data": {"actions": actions}}]
+    if key_id is not None:
+        actions.append(
+            {
+                "action": "c2pa.watermarked",
+                "softwareAgent": {"name": "dojang", "version": __version__},
+                "parameters": {"description": f"dojang text watermark ({scheme or 'default'}), key {key_id}"},
+                "when": when,
+            }
+        )
+        # c2pa-rs refuses a c2pa.watermarked action without a soft-binding assertion beside it.
+        assertions.append(
+            {
+                "label": "c2pa.soft-binding",
+                "data": {
+                    "alg": TEXT_SOFT_BINDING_ALG,
+                    "blocks": [{"scope": {}, "value": base64.b64encode(key_id.encode()).decode()}],
+                },
+            }
+        )
+    return {
+        "claim_generator_info": [{"name": "dojang", "version": __version__}],
+        "title": title,
+        "format": "text/plain",
+        "assertions": assertions,
+    }
+
+
 def _context(*, trust_pem: str | None = None, thumbnail: bool = False) -> Any:
     c2pa = _lib()
     settings: dict[str, Any] = {"builder": {"thumbnail": {"enabled": thumbnail}}}
@@ -193,6 +243,57 @@ def sign_asset(
     except c2pa.C2paError as err:
         raise ProvenanceError(f"C2PA signing failed: {err}") from None
     return out.getvalue(), bytes(manifest_bytes)
+
+
+def sign_detached(manifest: dict[str, Any], signer: ManifestSigner, data: bytes) -> bytes:
+    """Sign ``manifest`` with a hard binding over all of ``data`` (``c2pa.hash.data``, SHA-256, no
+    exclusions) and return the manifest store (JUMBF) alone, for an asset c2pa-rs cannot embed into.
+
+    c2pa-python 0.38 does not wrap c2pa-rs's data-hashed signing, though its native library exports
+    it (``c2pa_builder_data_hashed_placeholder``, ``c2pa_builder_sign_data_hashed_embeddable``):
+    they are called here through ctypes, on that same library, with the Builder and Signer that
+    c2pa-python built. c2pa-rs builds, hashes and signs the claim; dojang only supplies the hash."""
+    c2pa = _lib()
+    from c2pa import c2pa as native  # c2pa-python's module, which holds the loaded library
+
+    try:
+        lib = ctypes.CDLL(native._lib._name)  # the same loaded library, with prototypes of our own
+        placeholder = lib.c2pa_builder_data_hashed_placeholder
+        sign = lib.c2pa_builder_sign_data_hashed_embeddable
+        free = lib.c2pa_free
+        check = native._check_ffi_operation_result
+    except (AttributeError, OSError) as err:  # pragma: no cover - another c2pa-python build
+        raise ProvenanceError(f"this c2pa-python build cannot sign detached manifests ({err})") from None
+    out_ptr = ctypes.POINTER(ctypes.POINTER(ctypes.c_ubyte))
+    placeholder.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_char_p, out_ptr]
+    placeholder.restype = ctypes.c_int64
+    sign.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_void_p, out_ptr]
+    sign.restype = ctypes.c_int64
+    free.argtypes = [ctypes.c_void_p]
+    data_hash = {"name": "jumbf manifest", "alg": "sha256", "hash": list(hashlib.sha256(data).digest()), "pad": []}
+    fmt = b"application/c2pa"  # raw JUMBF, no container framing
+
+    def call(fn: Any, *args: Any) -> bytes:
+        result = ctypes.POINTER(ctypes.c_ubyte)()
+        size = fn(*args, ctypes.byref(result))
+        try:
+            check(size, "C2PA signing failed: {}", check=lambda r: r < 0)
+            return ctypes.string_at(result, size)
+        finally:
+            if result:
+                free(ctypes.cast(result, ctypes.c_void_p))
+
+    try:
+        with c2pa.Builder(manifest, _context()) as builder, signer.native() as native_signer:
+            reserve = native_signer.reserve_size()
+            with builder._exclusive_native_call(), native_signer._native_call():
+                b = ctypes.c_void_p(ctypes.cast(builder._handle, ctypes.c_void_p).value)
+                s = ctypes.c_void_p(ctypes.cast(native_signer._handle, ctypes.c_void_p).value)
+                # The placeholder reserves the signature's room; c2pa-rs refuses to sign without it.
+                call(placeholder, b, reserve, fmt)
+                return call(sign, b, s, json.dumps(data_hash).encode(), fmt, None)
+    except c2pa.C2paError as err:
+        raise ProvenanceError(f"C2PA signing failed: {err}") from None
 
 
 @dataclass(frozen=True)
@@ -299,6 +400,24 @@ def _view(reader: Any) -> ManifestView:
     )
 
 
+def unreadable_view(failures: tuple[str, ...], explanations: tuple[str, ...]) -> ManifestView:
+    """An ``invalid`` view for a manifest too damaged to read: nothing in it is attributed to anyone."""
+    return ManifestView(
+        label="",
+        state="invalid",
+        failures=failures,
+        trusted_signer=False,
+        explanations=explanations,
+        signer=None,
+        issuer=None,
+        timestamped_at=None,
+        claimed_at=None,
+        actions=(),
+        soft_bindings=(),
+        generator=None,
+    )
+
+
 def read_manifest(
     data: bytes, mime: str, *, trust_pem: str | None = None, manifest_data: bytes | None = None
 ) -> ManifestView | None:
@@ -310,22 +429,8 @@ def read_manifest(
     try:
         reader = c2pa.Reader.try_create(mime, io.BytesIO(data), manifest_data, _context(trust_pem=trust_pem))
     except c2pa.C2paError as err:
-        text = str(err)
-        log.info("manifest could not be read: %s", text)
-        return ManifestView(
-            label="",
-            state="invalid",
-            failures=("manifest.unreadable",),
-            trusted_signer=False,
-            explanations=(text,),
-            signer=None,
-            issuer=None,
-            timestamped_at=None,
-            claimed_at=None,
-            actions=(),
-            soft_bindings=(),
-            generator=None,
-        )
+        log.info("manifest could not be read: %s", err)
+        return unreadable_view(("manifest.unreadable",), (str(err),))
     if reader is None:
         return None
     with reader:
