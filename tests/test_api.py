@@ -110,6 +110,7 @@ def test_provenance_api() -> None:
             "IMAGE_MATCH_BITS",
             "SOFT_BINDING_ALG",
             "STATES",
+            "TEXT_SOFT_BINDING_ALG",
             "ChainProblem",
             "DevChain",
             "ManifestRecord",
@@ -117,10 +118,12 @@ def test_provenance_api() -> None:
             "ManifestStore",
             "ManifestView",
             "SQLiteStore",
+            "SignedText",
             "Stamped",
             "TextRecord",
             "Verification",
             "ai_image_manifest",
+            "ai_text_manifest",
             "check_chain",
             "default_store_path",
             "hamming",
@@ -129,8 +132,10 @@ def test_provenance_api() -> None:
             "load_chain",
             "open_store",
             "read_manifest",
+            "read_text_manifest",
             "record_text",
             "sign_asset",
+            "sign_text",
             "stamp",
             "stamp_bytes",
             "text_fingerprint",
@@ -148,6 +153,7 @@ def test_provenance_imports_without_c2pa_or_torch() -> None:
     code = (
         "import sys, dojang.provenance\n"
         "assert 'c2pa' not in sys.modules, 'c2pa-python is imported only when signing or reading'\n"
+        "assert 'c2pa_text' not in sys.modules, 'c2pa-text is imported only for a text that carries a wrapper'\n"
         "assert 'torch' not in sys.modules, 'heavy import'\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)

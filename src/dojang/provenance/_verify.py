@@ -152,7 +152,7 @@ def verify_bytes(
         text = data.decode("utf-8")
     except UnicodeDecodeError:
         raise InputError(f"{name}: neither a PNG, JPEG or WebP image nor UTF-8 text") from None
-    return _verify_text(text, name=name, keys=ring, store=store, tokenizer=tokenizer)
+    return _verify_text(text, name=name, keys=ring, trust_pem=trust_pem, store=store, tokenizer=tokenizer)
 
 
 def _verify_image(
@@ -251,13 +251,21 @@ FAILURE_WORDS = {
     "signingCredential.invalid": "the signing certificate does not meet the C2PA certificate profile "
     "(`dojang certs check` explains why)",
     "manifest.unreadable": "the manifest is too damaged to read",
+    "manifest.text.corruptedWrapper": "the text's invisible C2PA wrapper is damaged or incomplete (an editor or a "
+    "copy-paste cut or changed part of it)",
+    "manifest.text.multipleWrappers": "the text carries more than one C2PA wrapper (signed texts pasted together)",
+}
+# Where a text's manifest says something else than an image's for the same code.
+TEXT_FAILURE_WORDS = {
+    "assertion.dataHash.mismatch": "the text changed after signing, or the manifest was moved from another text",
 }
 
 
-def _invalid_reason(failures: tuple[str, ...]) -> str:
+def _invalid_reason(failures: tuple[str, ...], *, kind: str = "image") -> str:
     """Why a manifest is invalid, in words, with the codes; never attributes it to the signer."""
     codes = [c for c in failures if c != "signingCredential.untrusted"] or list(failures)
-    words = list(dict.fromkeys(FAILURE_WORDS.get(c, f"validation failure {c}") for c in codes))
+    table = {**FAILURE_WORDS, **TEXT_FAILURE_WORDS} if kind == "text" else FAILURE_WORDS
+    words = list(dict.fromkeys(table.get(c, f"validation failure {c}") for c in codes))
     return (
         "the C2PA manifest does not validate: " + "; ".join(words) + " (" + ", ".join(codes) + "); "
         "it is not attributed to its claimed signer"
@@ -304,7 +312,14 @@ def _recover_image(
     return view, info, ""
 
 
-def _verify_text(text: str, *, name: str, keys: KeyRing | None, store: ManifestStore | None, tokenizer: Any) -> Verification:
+def _verify_text(
+    text: str, *, name: str, keys: KeyRing | None, trust_pem: str | None, store: ManifestStore | None, tokenizer: Any
+) -> Verification:
+    if not text.strip():
+        raise InputError(f"{name}: the text is empty")
+    from dojang.provenance._textmanifest import read_text_manifest
+
+    embedded, text = read_text_manifest(text, trust_pem=trust_pem)  # the watermark is read on the visible text
     if not text.strip():
         raise InputError(f"{name}: the text is empty")
     watermark: Detection | None = None
@@ -320,6 +335,7 @@ def _verify_text(text: str, *, name: str, keys: KeyRing | None, store: ManifestS
     found = None
     if marked and store is not None and watermark is not None and watermark.key_id is not None:
         found = _match_text(text, watermark.key_id, store)
+    recovered_from = None
     if found is not None and store is not None:
         entry, match = found
         recovered_from = {
@@ -331,6 +347,10 @@ def _verify_text(text: str, *, name: str, keys: KeyRing | None, store: ManifestS
             "created_at": entry.created_at,
             **match,
         }
+    if embedded is not None:
+        return _embedded_text(embedded, watermark, recovered_from)
+    if found is not None and recovered_from is not None:
+        entry, match = found
         return Verification(
             state="recovered",
             ai_generated=True,
@@ -361,6 +381,44 @@ def _verify_text(text: str, *, name: str, keys: KeyRing | None, store: ManifestS
             "no watermark under the given keys" if keys is not None else "no watermark keys given"
         ) + "; this does not mean a person wrote the text"
     return _no_credential(watermark, reason, "text")
+
+
+def _embedded_text(embedded: ManifestView, watermark: Detection | None, recovered_from: dict[str, Any] | None) -> Verification:
+    """The answer for a text that carries a C2PA manifest in its invisible wrapper."""
+    marked = watermark is not None and watermark.verdict is Verdict.DETECTED
+    if embedded.state in ("trusted", "valid"):
+        trusted = embedded.state == "trusted"
+        reason = f"valid C2PA manifest embedded in the text, signed by {embedded.signer}; " + (
+            "the signer is trusted" if trusted else "the signer is NOT in your trust list, so who signed it is unconfirmed"
+        )
+        if marked:  # which key is in `watermark`; the service shows that only to the key's owner
+            reason += "; the text also carries a dojang text watermark"
+        return Verification(
+            state=embedded.state,
+            ai_generated=embedded.ai_generated or (True if marked else None),
+            signer=_signer(embedded),
+            signed_at=embedded.timestamped_at or embedded.claimed_at,
+            actions=list(embedded.actions),
+            watermark=watermark,
+            recovered_from=recovered_from,
+            validation_codes=list(embedded.failures),
+            reason=reason,
+            kind="text",
+            embedded=embedded,
+        )
+    return Verification(
+        state="invalid",
+        ai_generated=True if marked else None,
+        signer=None,
+        signed_at=None,
+        actions=[],
+        watermark=watermark,
+        recovered_from=recovered_from,
+        validation_codes=list(embedded.failures),
+        reason=_invalid_reason(embedded.failures, kind="text"),
+        kind="text",
+        embedded=embedded,
+    )
 
 
 def _match_text(text: str, key_id: str, store: ManifestStore) -> tuple[TextRecord, dict[str, Any]] | None:
