@@ -144,6 +144,12 @@ def test_text_added_after_the_wrapper_makes_it_invalid(env, extra) -> None:  # t
     _assert_invalid(_verify(env, env["signed"].text + extra, keys=False), "assertion.dataHash.mismatch")
 
 
+def test_converted_line_endings_make_it_invalid(env) -> None:  # type: ignore[no-untyped-def]
+    signed = sign_text("First line.\r\nSecond line.\r\n", signer=env["signer"], generator="some-llm")
+    assert _verify(env, signed.text, keys=False, store=False).state == "trusted"
+    _assert_invalid(_verify(env, signed.text.replace("\r\n", "\n"), keys=False, store=False), "assertion.dataHash.mismatch")
+
+
 def test_stripped_wrapper_falls_back_to_the_watermark_and_the_store(env, tokenizer) -> None:  # type: ignore[no-untyped-def]
     pasted = strip_wrappers(env["signed"].text)  # what copy-paste through many editors leaves
     v = _verify(env, pasted, tokenizer=tokenizer)
