@@ -185,6 +185,10 @@ def test_canonical_form_and_index_map() -> None:
         ),
         ("fullwidth", lambda t, r: "".join(chr(ord(c) + 0xFEE0) if "!" <= c <= "~" else c for c in t)),
         ("zero_width", lambda t, r: "".join(c + "\u200b" if not c.isspace() and r.random() < 0.1 else c for c in t)),
+        (  # what a C2PA text wrapper (c2pa-text) appends: thousands of variation selectors
+            "variation_selectors",
+            lambda t, r: t + "".join(chr(0xE0100 + b - 16) if b >= 16 else chr(0xFE00 + b) for b in r.integers(0, 256, 3000)),
+        ),
         (
             "homoglyphs",
             lambda t, r: "".join({"a": "а", "e": "е", "o": "о", "c": "с"}.get(c, c) if r.random() < 0.1 else c for c in t),

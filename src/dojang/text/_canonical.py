@@ -2,7 +2,8 @@
 does not see.
 
 * compatibility forms (full-width letters, ligatures, ...) folded by NFKC, per character;
-* invisible characters removed: zero-width space/joiners, word joiner, BOM, soft hyphen;
+* invisible characters removed: zero-width space/joiners, word joiner, BOM, soft hyphen, and the
+  variation selectors (U+FE00-FE0F, U+E0100-E01EF) of which a C2PA text wrapper is built;
 * every run of whitespace (spaces, tabs, newlines) becomes one space;
 * Cyrillic and Greek look-alikes inside words that also hold Latin letters become Latin
   (mixed-script words, as Unicode TS #39 flags them); all-Cyrillic or all-Greek words stay.
@@ -40,7 +41,7 @@ def canonicalize(text: str) -> tuple[str, list[int]]:
     index: list[int] = []
     word_start = 0  # position in ``chars`` where the current word began
     for i, ch in enumerate(text):
-        if ch in INVISIBLE:
+        if ch in INVISIBLE or "\ufe00" <= ch <= "\ufe0f" or "\U000e0100" <= ch <= "\U000e01ef":
             continue
         for f in ch if ch.isascii() else unicodedata.normalize("NFKC", ch):
             if f.isspace():  # any whitespace, also what NFKC makes of U+3000 or NBSP: one space per run
