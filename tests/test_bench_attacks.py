@@ -102,6 +102,9 @@ def test_emoji_removal_and_prompt() -> None:
     assert T.remove_emoji()(TEXT) == TEXT
     assert T.emoji_count("Hello 👋 world 🌍! Thumbs 👍🏽 up") == 3 and T.emoji_count(TEXT) == 0
     assert T.emoji_prompt("Why is the sky blue?").endswith(T.EMOJI_INSTRUCTION)
+    # no space left before a line break; an emoji cut short by the token budget (U+FFFD) goes too
+    assert T.remove_emoji()("The 🙂 sea 🌟\n\nIt 🔥 is \ufffd") == "The sea\n\nIt is"
+    assert T.emoji_count("It 🔥 is \ufffd") == 2
 
 
 def test_chaining() -> None:

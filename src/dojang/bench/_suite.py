@@ -37,6 +37,7 @@ TEXT_ATTACKS: dict[str, tuple[tuple[type, ...], tuple[Any, ...], str]] = {
     "nfd": ((), (), "Unicode NFD decomposition"),
     "fullwidth": ((float,), (1.0,), "turn a fraction of ASCII characters into full-width forms"),
     "emoji": ((), (), "expected failure: ask for an emoji after every word, generate marked, remove the emoji"),
+    "emoji-forced": ((), (), "expected failure: as emoji, but an emoji is forced after every word while generating"),
 }
 IMAGE_ATTACKS: dict[str, tuple[tuple[type, ...], tuple[Any, ...], str]] = {
     "none": ((), (), "no change"),
@@ -56,7 +57,7 @@ IMAGE_ATTACKS: dict[str, tuple[tuple[type, ...], tuple[Any, ...], str]] = {
     "screenshot": ((), (), "0.8x downscale + 3 px crop + JPEG 80"),
 }
 STANDARD_COUNT = 26  # len(dojang.image.attacks.standard()), pinned by a test
-_ALONE = {"emoji", "standard"}  # whole-run attacks that cannot sit inside a chain
+_ALONE = {"emoji", "emoji-forced", "standard"}  # whole-run attacks that cannot sit inside a chain
 TEXT_SWEEPABLE = ("substitute", "delete", "insert", "swap", "copy_paste", "homoglyphs", "zero_width", "whitespace")
 IMAGE_SWEEPABLE = ("jpeg", "webp", "resize", "crop", "rotate", "blur", "noise", "brightness", "contrast", "gamma")
 
@@ -64,6 +65,7 @@ DEFAULT_TEXT_ATTACKS = (
     "none", "substitute 0.1", "substitute 0.3", "delete 0.1", "insert 0.1", "swap 0.1", "copy_paste 0.5",
     "copy_paste 0.25", "copy_paste 0.1", "paraphrase", "case lower", "whitespace 0.5", "homoglyphs 0.1",
     "zero_width 0.1", "nfd", "fullwidth 1.0", "delete 0.05 + swap 0.05 + insert 0.05", "emoji",
+    "emoji-forced",
 )  # fmt: skip
 DEFAULT_IMAGES = ("astronaut", "coffee", "camera", "synthetic:smooth-render")
 

@@ -53,11 +53,17 @@ EMOJI_NOTE = (
     "expected failure: the answer was generated with an emoji after every word and the emoji were then deleted; "
     "every hash context that held an emoji is gone"
 )
+EMOJI_ROWS = {  # attack name -> (row name, what the note says of how the emoji got there)
+    "emoji": ("emoji (generate with emoji, then remove)", "the model was asked for them"),
+    "emoji-forced": ("emoji-forced (an emoji forced after every word, then removed)",
+                     "a compliant model was simulated: an emoji was forced at every word end during generation"),
+}  # fmt: skip
 
 
 def build_text_attack(steps: tuple[Step, ...], *, tokenizer: Any, model: Any, human_texts: list[str], seed: int,
                       batch_size: int = 16, paraphraser: tuple[Any, Any] | None = None) -> T.TextAttack:  # fmt: skip
-    """The attack a parsed pipeline stands for (``emoji`` is a whole-run attack: see run_text).
+    """The attack a parsed pipeline stands for (``emoji`` and ``emoji-forced`` are whole-run
+    attacks: see run_text).
     ``paraphraser``: (model, tokenizer) that ``paraphrase`` rewrites with (default: ``model``)."""
     para_model, para_tok = paraphraser or (model, tokenizer)
     made = []
@@ -89,6 +95,36 @@ def _log10p(detector: TextDetector, text: str) -> tuple[float, int]:
     except InputError:  # the attack left nothing to score: no evidence
         return 0.0, 0
     return d.log10_p_value, d.tokens_scored
+
+
+def _emoji_row(
+    forced: bool, prompts: list[str], detector: TextDetector, null: NullResult, suite: TextSuite,
+    settings: dict[str, Any], *, key: Key, config: Any,
+) -> tuple[AttackResult, str, str]:  # fmt: skip
+    """The emoji attack's row (an expected failure): generate marked answers to the emoji prompt,
+    asked for (``forced`` False) or forced by :class:`EmojiAfterWords`, remove the emoji,
+    detect. Returns the row and the first answer before and after removal."""
+    extra = []
+    if forced:
+        from dojang.bench._emoji import EmojiAfterWords
+
+        extra.append(EmojiAfterWords(tokenizer=settings["tokenizer"]))
+    gens = generate_batch([T.emoji_prompt(p) for p in prompts], key=key, scheme=config, logits_processors=extra,
+                          **settings)  # fmt: skip
+    raw = [g.text for g in gens]
+    attacked = T.remove_emoji().many(raw)
+    scored = [_log10p(detector, t) for t in attacked]
+    # per word the reader sees: the words left after removal (an emoji is not a word)
+    per_word = sum(T.emoji_count(r) for r in raw) / max(sum(len(a.split()) for a in attacked), 1)
+    name, how = EMOJI_ROWS["emoji-forced" if forced else "emoji"]
+    before = [_log10p(detector, r) for r in raw]
+    alpha = min(suite.fprs)
+    note = (f"{EMOJI_NOTE}; {how}; {per_word:.2f} emoji per word; TPR before removal "
+            f"{np.mean(np.asarray([b[0] for b in before]) <= math.log10(alpha)):.2f} "
+            f"({np.mean([b[1] for b in before]):.1f} tokens scored)")  # fmt: skip
+    row = AttackResult.build(name, [s[0] for s in scored], null, suite.fprs, float(np.mean([s[1] for s in scored])),
+                             expected_failure=True, note=note)  # fmt: skip
+    return row, raw[0], attacked[0]
 
 
 def run_text(
@@ -150,21 +186,15 @@ def run_text(
     unmarked_texts = [g.text for g in unmarked]
     results, samples = [], []
     for steps in suite.pipelines:
-        if steps[0][0] == "emoji":
-            gens = generate_batch([T.emoji_prompt(p) for p in prompts], key=key, scheme=config, **settings)
-            raw = [g.text for g in gens]
-            attacked = T.remove_emoji().many(raw)
-            scored = [_log10p(detector, t) for t in attacked]
-            per_word = sum(T.emoji_count(r) for r in raw) / max(sum(len(r.split()) for r in raw), 1)
-            note = f"{EMOJI_NOTE}; the model put {per_word:.2f} emoji per word"
-            before = [_log10p(detector, r)[0] for r in raw]
-            note += f"; TPR before removal {np.mean(np.asarray(before) <= math.log10(alpha)):.2f}"
-            results.append(AttackResult.build("emoji (generate with emoji, then remove)", [s[0] for s in scored], null,
-                                              suite.fprs, float(np.mean([s[1] for s in scored])), expected_failure=True,
-                                              note=note))  # fmt: skip
-            samples.append(("emoji: the answer as generated", raw[0]))
-            samples.append(("emoji: after removal", attacked[0]))
-            step("emoji attack")
+        if steps[0][0] in ("emoji", "emoji-forced"):
+            forced = steps[0][0] == "emoji-forced"
+            row, as_generated, removed = _emoji_row(forced, prompts, detector, null, suite, settings, key=key,
+                                                    config=config)  # fmt: skip
+            results.append(row)
+            label = "emoji-forced" if forced else "emoji"
+            samples.append((f"{label}: the answer as generated", as_generated))
+            samples.append((f"{label}: after removal", removed))
+            step(f"{label} attack")
             continue
         attack = build_text_attack(steps, **context)
         attacked = attack.many(marked_texts)

@@ -60,9 +60,9 @@ HOMOGLYPHS = {
     "T": "\u0422", "X": "\u0425", "Y": "\u03a5",
 }  # fmt: skip
 
-_EMOJI = re.compile(
+_EMOJI = re.compile(  # U+FFFD: an emoji cut short when an answer hit its token budget
     "[\U0001f000-\U0001faff\U00002600-\U000027bf\U00002b00-\U00002bff\U00002300-\U000023ff"
-    "\U0001f1e6-\U0001f1ff\ufe0f\u200d\u20e3]+"
+    "\U0001f1e6-\U0001f1ff\ufe0f\u200d\u20e3\ufffd]+"
 )
 _SPLIT = re.compile(r"(\s+)")
 
@@ -328,10 +328,11 @@ def emoji_count(text: str) -> int:
 
 
 def remove_emoji() -> TextAttack:
-    """Delete emoji (and the joiners and variation selectors that build them), then tidy spaces."""
+    """Delete emoji (and the joiners and variation selectors that build them, and the U+FFFD of
+    one cut short), then tidy spaces: none before punctuation or a line break, never two."""
 
     def edit(text: str) -> str:
-        text = _EMOJI.sub("", text)
+        text = re.sub(r"[ \t]+\n", "\n", _EMOJI.sub("", text))
         return re.sub(r"[ \t]{2,}", " ", re.sub(r" +([.,;:!?])", r"\1", text)).strip()
 
     return _per_text("remove_emoji", edit)

@@ -49,6 +49,7 @@ def generate_batch(
     seed: int | None = None,
     batch_size: int = 8,
     chat: bool = True,
+    logits_processors: Sequence[Any] = (),
 ) -> list[Generation]:
     """Generate an answer to each prompt, stamped with ``scheme`` under ``key``.
 
@@ -56,6 +57,9 @@ def generate_batch(
     quality and speed comparisons. ``model``/``tokenizer`` default to the embedded model.
     Batches of ``batch_size`` prompts are left-padded and generated together. ``min_new_tokens``
     holds back the end-of-sequence token (benchmarks use it for fixed-length answers).
+    ``logits_processors``: transformers ``LogitsProcessor``s that run before the watermark's
+    (benchmarks use one to force tokens); the watermark processor then samples from what they
+    leave, so a token they force is stamped like any other.
     """
     import torch
 
@@ -76,7 +80,7 @@ def generate_batch(
         tokenizer = tokenizer or default_tok
     elif tokenizer is None:
         raise ConfigError("pass the tokenizer that belongs to the model")
-    processors = []
+    processors = list(logits_processors)
     if key is not None:
         if scheme is None:
             raise ConfigError("a key needs a scheme or preset to stamp with")
@@ -93,12 +97,11 @@ def generate_batch(
         chunk = rendered[i : i + batch_size]
         enc = tokenizer(chunk, return_tensors="pt", padding=True, add_special_tokens=False)
         sampling: dict[str, Any]
-        if processors:  # the processor samples; generate just takes its one-hot choice
+        if key is not None or temperature == 0:  # with a key the processor samples: generate takes its one-hot choice
             sampling = {"do_sample": False, "logits_processor": processors}
-        elif temperature == 0:
-            sampling = {"do_sample": False}
         else:
-            sampling = {"do_sample": True, "temperature": temperature, "top_k": top_k or 0, "top_p": top_p or 1.0}
+            sampling = {"do_sample": True, "temperature": temperature, "top_k": top_k or 0, "top_p": top_p or 1.0,
+                        "logits_processor": processors}  # fmt: skip
         with torch.inference_mode():
             seqs = model.generate(
                 **enc,
