@@ -208,3 +208,18 @@ def test_free_prefix_restarts_for_each_generate_call() -> None:
     assert first.unique().numel() > 10
     longer = _contexts(1, width=40).repeat(64, 1)  # a later chunk with longer prompts
     assert proc(longer, logits).argmax(-1).unique().numel() > 10
+
+
+def test_free_prefix_restarts_when_a_new_call_is_as_long_as_the_next_step() -> None:
+    """A new call whose prompts are exactly one token longer than the previous call's last input
+    looked like that call's next step (only the length was compared), so its answers skipped the
+    free prefix. The processor now checks that the input extends the previous step's."""
+    logits = torch.linspace(2.0, -2.0, V).repeat(64, 1)
+    proc = GumbelConfig(candidates=1024, free_bits=4.0).build_processor(fixed_key(4), seed=1)
+    prompt = _contexts(1, width=6).repeat(64, 1)
+    for _ in range(12):  # one call, run past its free prefix
+        step = proc(prompt, logits).argmax(-1)
+        prompt = torch.cat([prompt, step.unsqueeze(1)], dim=1)
+    fresh = _contexts(1, width=prompt.shape[1], seed=2).repeat(64, 1)  # another call, as long as the next step
+    # identical rows: past the free prefix they would all take the same marked token
+    assert proc(fresh, logits).argmax(-1).unique().numel() > 10

@@ -66,7 +66,7 @@ class WatermarkLogitsProcessor(LogitsProcessor):
         # Free-prefix state: bits of entropy sampled so far in each row of the current generate run.
         self._free_bits = float(config.free_bits)
         self._spent: torch.Tensor | None = None
-        self._last_length = 0
+        self._last_ids: torch.Tensor | None = None  # the previous step's input, to tell a new call from the next step
 
     def __repr__(self) -> str:
         return (
@@ -170,10 +170,12 @@ class WatermarkLogitsProcessor(LogitsProcessor):
     def _free_prefix(self, input_ids: torch.Tensor, logits: torch.Tensor, chosen: torch.Tensor) -> torch.Tensor:
         """Rows whose answer has not yet spent ``free_bits`` of entropy take a plain sample."""
         batch, length = input_ids.shape
-        if self._spent is None or length != self._last_length + 1 or self._spent.shape[0] != batch:
-            # not the next step of the same run: a new generate call starts its answers afresh
+        last = self._last_ids
+        if (
+            self._spent is None or last is None or last.shape != (batch, length - 1) or not torch.equal(input_ids[:, :-1], last)
+        ):  # not the next step of the same run: a new generate call starts its answers afresh
             self._spent = torch.zeros(batch, dtype=torch.float64, device=logits.device)
-        self._last_length = length
+        self._last_ids = input_ids
         free = self._spent < self._free_bits
         if not bool(free.any()):
             return chosen
