@@ -19,3 +19,13 @@ def one_error_line(result) -> str:  # type: ignore[no-untyped-def]
     assert len(lines) == 1, result.stderr
     assert "Traceback" not in result.output
     return lines[0]
+
+
+def tiny_answer(key: Key, model, tokenizer, *, seed: int, tokens: int, prompt: str = "Begin:"):  # type: ignore[no-untyped-def]
+    """One answer of the tiny test model, marked with the default preset at temperature 1."""
+    from dojang.text import generate_batch
+
+    return generate_batch(
+        [prompt], key=key, scheme="default", model=model, tokenizer=tokenizer, max_new_tokens=tokens, temperature=1.0, seed=seed,
+        chat=False,
+    )[0]  # fmt: skip

@@ -11,9 +11,8 @@ from click.testing import CliRunner
 
 from dojang.cli import main
 from dojang.keys import load_key
-from dojang.text import generate_batch
 from tests.conftest import HUMAN_EN
-from tests.helpers import one_error_line
+from tests.helpers import one_error_line, tiny_answer
 
 CONTRACT_KEYS = {"verdict", "p_value", "tokens_scored", "scheme", "key_id", "spans"}
 
@@ -46,17 +45,7 @@ def test_keygen_refuses_overwrite(runner, keyfile) -> None:
 
 def test_detect_json_contract_on_marked_and_human_text(runner, keyfile, tmp_path, tiny_model, tokenizer) -> None:
     key = load_key(keyfile)
-    gen = generate_batch(
-        ["Begin:"],
-        key=key,
-        scheme="default",
-        model=tiny_model,
-        tokenizer=tokenizer,
-        max_new_tokens=120,
-        temperature=1.0,
-        seed=4,
-        chat=False,
-    )[0]
+    gen = tiny_answer(key, tiny_model, tokenizer, seed=4, tokens=120)
     marked = tmp_path / "marked.txt"
     marked.write_text(gen.text, encoding="utf-8")
     result = runner.invoke(main, ["text", "detect", "--key", str(keyfile), "--json", str(marked)])

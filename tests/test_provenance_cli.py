@@ -12,10 +12,9 @@ from PIL import Image
 from dojang.cli import main
 from dojang.keys import load_key
 from dojang.provenance import SQLiteStore, record_text, verify_bytes
-from dojang.text import generate_batch
 from tests import c2pa_chains, tamper
 from tests.conftest import HUMAN_EN
-from tests.helpers import one_error_line
+from tests.helpers import one_error_line, tiny_answer
 
 pytest.importorskip("c2pa")
 skdata = pytest.importorskip("skimage.data")
@@ -253,17 +252,7 @@ def test_stamp_refuses_a_tiny_image_and_verify_a_binary_file(setup) -> None:  # 
 
 
 def test_text_entry_is_found_exactly_and_after_light_edits(tmp_path, tiny_model, tokenizer, key) -> None:  # type: ignore[no-untyped-def]
-    gen = generate_batch(
-        ["Begin:"],
-        key=key,
-        scheme="default",
-        model=tiny_model,
-        tokenizer=tokenizer,
-        max_new_tokens=110,
-        temperature=1.0,
-        seed=7,
-        chat=False,
-    )[0]
+    gen = tiny_answer(key, tiny_model, tokenizer, seed=7, tokens=110)
     store = SQLiteStore(tmp_path / "s.db")
     entry = record_text(store, gen.text, key_id=key.key_id, scheme="default", model="tiny-test-model")
     v = verify_bytes(gen.text.encode(), keys=key, store=store, tokenizer=tokenizer)
@@ -278,17 +267,7 @@ def test_text_entry_is_found_exactly_and_after_light_edits(tmp_path, tiny_model,
     human = verify_bytes(HUMAN_EN.encode(), keys=key, store=store, tokenizer=tokenizer)
     assert human.state == "no_credential" and human.ai_generated is None and "does not mean" in human.reason
     # Another marked text under the same key, never recorded: detected, but no entry.
-    other = generate_batch(
-        ["Start:"],
-        key=key,
-        scheme="default",
-        model=tiny_model,
-        tokenizer=tokenizer,
-        max_new_tokens=110,
-        temperature=1.0,
-        seed=8,
-        chat=False,
-    )[0]
+    other = tiny_answer(key, tiny_model, tokenizer, seed=8, tokens=110, prompt="Start:")
     o = verify_bytes(other.text.encode(), keys=key, store=store, tokenizer=tokenizer)
     assert o.state == "no_credential" and o.ai_generated is True and "no matching provenance entry" in o.reason
 

@@ -25,9 +25,8 @@ from dojang.provenance import (
     verify_bytes,
 )
 from dojang.provenance._textmanifest import strip_wrappers
-from dojang.text import generate_batch
 from tests.conftest import HUMAN_EN
-from tests.helpers import fixed_key, one_error_line
+from tests.helpers import fixed_key, one_error_line, tiny_answer
 
 pytest.importorskip("c2pa")
 c2pa_text = pytest.importorskip("c2pa_text")
@@ -40,17 +39,7 @@ def env(tmp_path_factory, tiny_model, tokenizer):  # type: ignore[no-untyped-def
     root = tmp_path_factory.mktemp("ptext")
     chain = init_dev_chain(root / "certs")
     key = fixed_key(7)
-    gen = generate_batch(
-        ["Begin:"],
-        key=key,
-        scheme="default",
-        model=tiny_model,
-        tokenizer=tokenizer,
-        max_new_tokens=200,
-        temperature=1.0,
-        seed=11,
-        chat=False,
-    )[0]
+    gen = tiny_answer(key, tiny_model, tokenizer, seed=11, tokens=200)
     store = SQLiteStore(root / "store.sqlite3")
     entry = record_text(store, gen.text, key_id=key.key_id, scheme="default", model="tiny-test-model")
     signer = ManifestSigner.from_files(str(chain.chain), str(chain.signing_key))

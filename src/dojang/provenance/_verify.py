@@ -168,43 +168,11 @@ def _verify_image(
     recovered, recovered_from, why_not = _recover_image(data, mime, watermark, store, trust_pem)
     marked = watermark is not None and watermark.verdict is Verdict.DETECTED
 
-    if embedded is not None and embedded.state in ("trusted", "valid"):
-        trusted = embedded.state == "trusted"
-        reason = f"valid C2PA manifest signed by {embedded.signer}; " + (
-            "the signer is trusted" if trusted else "the signer is NOT in your trust list, so who signed it is unconfirmed"
-        )
-        if recovered is not None and recovered.label != embedded.label:
-            reason += "; the watermark points to a different stored manifest (both shown)"
-        return Verification(
-            state=embedded.state,
-            ai_generated=embedded.ai_generated or (True if marked else None),
-            signer=_signer(embedded),
-            signed_at=embedded.timestamped_at or embedded.claimed_at,
-            actions=list(embedded.actions),
-            watermark=watermark,
-            recovered_from=recovered_from,
-            validation_codes=list(embedded.failures),
-            reason=reason,
-            kind="image",
-            embedded=embedded,
-            recovered=recovered,
-        )
-    if embedded is not None:  # invalid: tampered or broken; attribute nothing to the signer
-        reason = _invalid_reason(embedded.failures)
-        return Verification(
-            state="invalid",
-            ai_generated=True if marked else None,
-            signer=None,
-            signed_at=None,
-            actions=[],
-            watermark=watermark,
-            recovered_from=recovered_from,
-            validation_codes=list(embedded.failures),
-            reason=reason,
-            kind="image",
-            embedded=embedded,
-            recovered=recovered,
-        )
+    if embedded is not None:
+        extra = ""
+        if embedded.state in ("trusted", "valid") and recovered is not None and recovered.label != embedded.label:
+            extra = "; the watermark points to a different stored manifest (both shown)"
+        return _embedded_answer(embedded, watermark, recovered_from, kind="image", extra=extra, recovered=recovered)
     if recovered is not None and recovered_from is not None:
         return Verification(
             state="recovered",
@@ -386,13 +354,31 @@ def _verify_text(
 def _embedded_text(embedded: ManifestView, watermark: Detection | None, recovered_from: dict[str, Any] | None) -> Verification:
     """The answer for a text that carries a C2PA manifest in its invisible wrapper."""
     marked = watermark is not None and watermark.verdict is Verdict.DETECTED
+    # which key is in `watermark`; the service shows that only to the key's owner
+    extra = "; the text also carries a dojang text watermark" if marked else ""
+    return _embedded_answer(embedded, watermark, recovered_from, kind="text", extra=extra)
+
+
+def _embedded_answer(
+    embedded: ManifestView,
+    watermark: Detection | None,
+    recovered_from: dict[str, Any] | None,
+    *,
+    kind: str,
+    extra: str = "",
+    recovered: ManifestView | None = None,
+) -> Verification:
+    """The answer when the file itself carries a manifest: its state (``extra`` is added to the
+    reason of a valid one), or ``invalid`` with the reason in words and nothing attributed to the
+    signer."""
+    marked = watermark is not None and watermark.verdict is Verdict.DETECTED
     if embedded.state in ("trusted", "valid"):
-        trusted = embedded.state == "trusted"
-        reason = f"valid C2PA manifest embedded in the text, signed by {embedded.signer}; " + (
-            "the signer is trusted" if trusted else "the signer is NOT in your trust list, so who signed it is unconfirmed"
+        where = "embedded in the text, " if kind == "text" else ""
+        reason = f"valid C2PA manifest {where}signed by {embedded.signer}; " + (
+            "the signer is trusted"
+            if embedded.state == "trusted"
+            else "the signer is NOT in your trust list, so who signed it is unconfirmed"
         )
-        if marked:  # which key is in `watermark`; the service shows that only to the key's owner
-            reason += "; the text also carries a dojang text watermark"
         return Verification(
             state=embedded.state,
             ai_generated=embedded.ai_generated or (True if marked else None),
@@ -402,11 +388,12 @@ def _embedded_text(embedded: ManifestView, watermark: Detection | None, recovere
             watermark=watermark,
             recovered_from=recovered_from,
             validation_codes=list(embedded.failures),
-            reason=reason,
-            kind="text",
+            reason=reason + extra,
+            kind=kind,
             embedded=embedded,
+            recovered=recovered,
         )
-    return Verification(
+    return Verification(  # tampered or broken: attribute nothing to the signer
         state="invalid",
         ai_generated=True if marked else None,
         signer=None,
@@ -415,9 +402,10 @@ def _embedded_text(embedded: ManifestView, watermark: Detection | None, recovere
         watermark=watermark,
         recovered_from=recovered_from,
         validation_codes=list(embedded.failures),
-        reason=_invalid_reason(embedded.failures, kind="text"),
-        kind="text",
+        reason=_invalid_reason(embedded.failures, kind=kind),
+        kind=kind,
         embedded=embedded,
+        recovered=recovered,
     )
 
 
