@@ -49,6 +49,8 @@ FLAT_AMPLITUDE = 2.1  # luma levels (RMS of the pattern) where the image is flat
 MAX_AMPLITUDE = 8.0
 TEXTURE_GAIN = 0.5  # amplitude per unit of local activity
 SATURATED_BOOST = 1.4  # amplitude factor where luma is within 8 levels of black or white
+SMOOTH_SHARE = 0.7  # an image with at least this share of flat pixels is a smooth or flat image
+SMOOTH_PSNR = 45.3  # dB the luma change of such an image is held to (45 promised; a margin for rounding)
 INFORMED_ROUNDS = 2  # rounds of measuring the reader's response and re-balancing bit gains
 CROP_CHECK_FRACTION = 0.8  # side of the centre crop the embedder reads back to judge crop robustness
 
@@ -110,7 +112,10 @@ def luma_delta(
     bits = coded_bits(layout, payload)
     signs = 1.0 - 2.0 * bits.astype(np.float64)
     amp = activity_amplitude(luma)
-    delta = amp * render(tile.cells(bits), h, w, scale)
+    saturated = np.where((luma > 247.0) | (luma < 8.0), np.float32(SATURATED_BOOST), np.float32(1.0))
+    pattern = render(tile.cells(bits), h, w, scale)
+    amp = _smooth_cap(luma, amp, saturated, pattern)
+    delta = amp * pattern
     # Strength: the PSNR budget first (busy images may spend a little more: texture hides it).
     busy = float(np.clip((np.mean(amp) - 3.0) / 2.5, 0.0, 1.0))
     target = target_psnr - busy * (target_psnr - MIN_PSNR)
@@ -120,7 +125,7 @@ def luma_delta(
         amp *= np.float32(math.sqrt(limit / mse))
     amp *= np.float32(boost)
     # Near black or white half of the pattern is clipped away: give the other half more.
-    amp *= np.where((luma > 247.0) | (luma < 8.0), np.float32(SATURATED_BOOST), np.float32(1.0))
+    amp *= saturated
     delta = amp * render(tile.cells(bits), h, w, scale)
     host = _margins(luma, tile, signs)
     gains = np.ones_like(host)
@@ -129,6 +134,30 @@ def luma_delta(
         gains = _balanced_gains(host, np.maximum(response / gains, 1e-6))
         delta = amp * render(tile.cells(bits, gains), h, w, scale)
     return delta
+
+
+def _smooth_cap(
+    luma: NDArray[np.float32], amp: NDArray[np.float32], saturated: NDArray[np.float32], pattern: NDArray[np.float32]
+) -> NDArray[np.float32]:
+    """Smooth and flat images (graphics, text on white, skies, renders: at least ``SMOOTH_SHARE`` of
+    the pixels at the flat floor) are held to ``SMOOTH_PSNR``. The mark there sits at the floor
+    already, so the budget is met by capping the amplitude at the edges (the largest cap, found by
+    bisection, whose clipped change stays within it), never by going under the floor."""
+    if float(np.mean(amp <= FLAT_AMPLITUDE * 1.0001)) < SMOOTH_SHARE:
+        return amp
+    limit = 255.0**2 / 10 ** (SMOOTH_PSNR / 10)
+
+    def mse(cap: float) -> float:
+        change = np.clip(luma + np.minimum(amp, np.float32(cap)) * saturated * pattern, 0.0, 255.0) - luma
+        return float(np.mean(np.square(change, dtype=np.float64)))
+
+    if mse(MAX_AMPLITUDE) <= limit:
+        return amp
+    lo, hi = FLAT_AMPLITUDE, MAX_AMPLITUDE
+    for _ in range(12):
+        mid = 0.5 * (lo + hi)
+        lo, hi = (mid, hi) if mse(mid) <= limit else (lo, mid)
+    return np.minimum(amp, np.float32(lo))
 
 
 def log_p_centre_crop(luma: NDArray[np.float32], key: Key, layout: Layout, *, fraction: float = CROP_CHECK_FRACTION) -> float:
