@@ -13,7 +13,7 @@ import hashlib
 import io
 import logging
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -393,20 +393,9 @@ def _embedded_answer(
             embedded=embedded,
             recovered=recovered,
         )
-    return Verification(  # tampered or broken: attribute nothing to the signer
-        state="invalid",
-        ai_generated=True if marked else None,
-        signer=None,
-        signed_at=None,
-        actions=[],
-        watermark=watermark,
-        recovered_from=recovered_from,
-        validation_codes=list(embedded.failures),
-        reason=_invalid_reason(embedded.failures, kind=kind),
-        kind=kind,
-        embedded=embedded,
-        recovered=recovered,
-    )
+    # tampered or broken: attribute nothing to the signer, as when there is no credential at all
+    nothing = _no_credential(watermark, _invalid_reason(embedded.failures, kind=kind), kind, recovered_from)
+    return replace(nothing, state="invalid", validation_codes=list(embedded.failures), embedded=embedded, recovered=recovered)
 
 
 def _match_text(text: str, key_id: str, store: ManifestStore) -> tuple[TextRecord, dict[str, Any]] | None:
