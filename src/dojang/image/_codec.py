@@ -42,7 +42,7 @@ from dojang.keys import Key
 
 MAX_ALIGNMENTS = 8  # alignments whose bits may be read: the search's Bonferroni factor
 STATISTICS = 2  # p-values of one reading, the smaller of which is used: check bits alone, and check bits with the payload
-SEARCHED = 5  # scale/angle candidates of the coherent search that are refined and read
+SEARCHED = 8  # scale/angle candidates of the coherent search that are refined and read
 TARGET_PSNR = 42.8  # dB: the strength is lowered until the marked luma reaches it
 MIN_PSNR = 38.6  # dB: what the busiest textures may go down to
 FLAT_AMPLITUDE = 2.1  # luma levels (RMS of the pattern) where the image is flat
@@ -349,20 +349,47 @@ def read_key(prep: Prepared, key: Key, *, search: bool = True) -> Reading:
 
 
 REFINE_STEPS = ((0.008, 0.4), (0.004, 0.2), (0.002, 0.1), (0.001, 0.05))  # (relative scale, degrees), coarse to fine
+FITTED_STEPS = 2  # the finest steps take the vertex of a quadratic fitted to the 3 x 3 scores, not their best
 
 
 def _refine(res: NDArray[np.float32], al: _sync.Alignment, template_fft: NDArray[np.complex128]) -> _sync.Alignment:
-    """Local search on the sync peak around a search candidate: the best of the 3 x 3 neighbours
-    in scale and angle, at each step size of ``REFINE_STEPS`` in turn (the search grid is 0.7 % by
-    0.4 degrees; half a cell of drift across the image already costs much of the signal)."""
-    best = al
-    for ds, da in REFINE_STEPS:
-        centre = best
-        for i in (-1, 0, 1):
-            for j in (-1, 0, 1):
-                if i == 0 and j == 0:
-                    continue
-                cand = _sync.align(res, centre.scale * (1 + i * ds), centre.theta + math.radians(j * da), template_fft)
-                if cand.score > best.score:
-                    best = cand
-    return best
+    """Local search on the sync peak around a search candidate, over the 3 x 3 neighbours in scale
+    and angle at each step size of ``REFINE_STEPS`` in turn (the search grid is 0.7 % by 0.4
+    degrees; half a cell of drift across the image already costs much of the signal).
+
+    The coarse steps move to the best neighbour. At the finest steps the score surface is flatter
+    than its noise (a texture's own content moves the best neighbour by a step or two), so they
+    move to the vertex of a least-squares quadratic through all nine scores instead: the fit
+    averages the noise out. A surface that is not a peak there falls back to the best neighbour."""
+    centre = al
+    for k, (ds, da) in enumerate(REFINE_STEPS):
+        trials = {(0, 0): centre}
+        for i, j in _NEIGHBOURS:
+            if (i, j) != (0, 0):
+                trials[i, j] = _sync.align(res, centre.scale * (1 + i * ds), centre.theta + math.radians(j * da), template_fft)
+        best = max(trials.values(), key=lambda a: a.score)
+        if k < len(REFINE_STEPS) - FITTED_STEPS:
+            centre = best
+            continue
+        vertex = _quadratic_vertex(np.array([trials[ij].score for ij in _NEIGHBOURS]))
+        if vertex is None:
+            centre = best
+            continue
+        fitted = _sync.align(res, centre.scale * (1 + vertex[0] * ds), centre.theta + math.radians(vertex[1] * da), template_fft)
+        centre = fitted
+    return centre
+
+
+_NEIGHBOURS = [(i, j) for i in (-1, 0, 1) for j in (-1, 0, 1)]
+_QUAD_BASIS = np.array([[1.0, i, j, i * i, j * j, i * j] for i, j in _NEIGHBOURS])
+
+
+def _quadratic_vertex(scores: NDArray[np.float64]) -> tuple[float, float] | None:
+    """Vertex (in steps, within +-1.5) of the least-squares quadratic through the 3 x 3 ``scores``
+    (ordered as ``_NEIGHBOURS``), or None when the fit has no maximum."""
+    c = np.linalg.lstsq(_QUAD_BASIS, scores, rcond=None)[0]
+    hessian = np.array([[2 * c[3], c[5]], [c[5], 2 * c[4]]])
+    if not np.all(np.linalg.eigvalsh(hessian) < 0):
+        return None
+    v = np.clip(np.linalg.solve(hessian, -c[1:3]), -1.5, 1.5)
+    return float(v[0]), float(v[1])
