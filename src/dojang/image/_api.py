@@ -27,7 +27,7 @@ MIN_DETECT_SIDE = 128  # a 50% crop of the smallest image that can be marked
 DEFAULT_ALPHA = 1e-6  # false-positive rate per image
 STACK_ALPHA = 1e-9  # how sure embedding must be that a mark is already there before refusing
 PAYLOAD_BYTES = PAYLOAD_BITS // 8
-BOOSTS = (1.0, 1.2, 1.45, 1.75, 2.1)  # strengths tried in turn until the mark reads back
+BOOSTS = (1.0, 1.1, 1.2, 1.3, 1.45, 1.6, 1.75, 1.9, 2.1)  # strengths tried in turn until the mark reads back (steps of ~0.8 dB)
 CROP_ALPHA = 1e-10  # p-value the embedder wants from an 80% centre crop before it stops raising the strength
 CROP_MIN_PSNR = 38.5  # dB: raising the strength for crop robustness stops before going below this
 
@@ -139,7 +139,7 @@ def embed_pixels(
         if not (check.payload == payload and check.log_p_value <= math.log(STACK_ALPHA)):
             if good is not None:  # a stronger try for crops broke the plain read (never seen): keep the last good one
                 break
-            log.info("mark did not read back at strength x%.1f; trying stronger", boost)
+            log.info("mark did not read back at strength x%.2f; trying stronger", boost)
             continue
         good = (out, psnr(marked, px.colour))
         # Crop robustness: on pure textures the informed gains hold for the whole image only.
@@ -148,7 +148,7 @@ def embed_pixels(
             break
         if _codec.log_p_centre_crop(marked_luma, key, layout) <= math.log(CROP_ALPHA):
             break
-        log.info("mark reads weakly from a crop at strength x%.1f; trying stronger", boost)
+        log.info("mark reads weakly from a crop at strength x%.2f; trying stronger", boost)
     if good is None:
         raise DetectionError(
             "the mark did not read back from the marked pixels (the image is too uniform, saturated or busy to carry it); "

@@ -112,9 +112,7 @@ _NEG = (-np.arange(_BAND)) % _BAND  # DFT index of the negated harmonic
 # crop of a 512 px image lands there), so the correlation is taken on four grids: shifted by
 # nothing, half a cell in both axes, and half a cell in one axis. Paired for one transform each.
 _HALF = np.exp(1j * np.pi * _HARM / _BAND)
-_SHIFTS = [
-    (_HALF[:, None] ** i * _HALF[None, :] ** j).astype(np.complex64) for i, j in ((0, 0), (1, 1), (1, 0), (0, 1))
-]
+_SHIFTS = [(_HALF[:, None] ** i * _HALF[None, :] ** j).astype(np.complex64) for i, j in ((0, 0), (1, 1), (1, 0), (0, 1))]
 # Only the real part of each correlation is wanted: Re ifft(P) = ifft(H) with H = (P_k + conj P_-k) / 2
 # (doubled here), and ifft(H0 + i H1) = grid0 + i grid1. So a pair of grids takes one transform:
 # P_k (r0 + i r1) + conj P_-k (conj r0_-k + i conj r1_-k), with r the grids' phase ramps.
