@@ -1,7 +1,9 @@
-"""The optional compiled part of dojang: the scan's inner loops (src/dojang/scan/_fast.c).
+"""The optional compiled parts of dojang: the scan's inner loops (src/dojang/scan/_fast.c) and the
+image reader's per-pixel loops (src/dojang/image/_splat.c).
 
 Everything else is in pyproject.toml. Where no C compiler is available the extension is skipped
-(``optional=True``) and scans use numpy and the Python pre-tokenizer, with the same results."""
+(``optional=True``) and scans use numpy and the Python pre-tokenizer, the image reader numpy, with
+the same results."""
 
 import os
 
@@ -15,6 +17,13 @@ setup(
             optional=True,
             extra_compile_args=["-O3"] if os.name == "posix" else [],
             libraries=["m"] if os.name == "posix" else [],
-        )
+        ),
+        Extension(
+            "dojang.image._splat",
+            ["src/dojang/image/_splat.c"],
+            optional=True,
+            extra_compile_args=["-O3"] if os.name == "posix" else [],
+            libraries=["m"] if os.name == "posix" else [],
+        ),
     ]
 )

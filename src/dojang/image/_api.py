@@ -27,7 +27,7 @@ MIN_DETECT_SIDE = 128  # a 50% crop of the smallest image that can be marked
 DEFAULT_ALPHA = 1e-6  # false-positive rate per image
 STACK_ALPHA = 1e-9  # how sure embedding must be that a mark is already there before refusing
 PAYLOAD_BYTES = PAYLOAD_BITS // 8
-BOOSTS = (1.0, 1.1, 1.2, 1.3, 1.45, 1.6, 1.75, 1.9, 2.1)  # strengths tried in turn until the mark reads back (steps of ~0.8 dB)
+BOOSTS = (1.0, 1.2, 1.45, 1.75, 2.1)  # strengths tried in turn until the mark reads back
 CROP_ALPHA = 1e-10  # p-value the embedder wants from an 80% centre crop before it stops raising the strength
 CROP_MIN_PSNR = 38.5  # dB: raising the strength for crop robustness stops before going below this
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -211,8 +212,31 @@ def tile_coords(shape: tuple[int, int], scale: float, theta: float) -> tuple[NDA
     return (c * xs + s * ys) / scale, (-s * xs + c * ys) / scale
 
 
+def _compiled() -> Any:
+    """The compiled per-pixel loops (``dojang.image._splat``), or None where they were not built."""
+    import importlib
+
+    try:
+        return importlib.import_module("dojang.image._splat")
+    except ImportError:
+        return None
+
+
+_SPLAT = _compiled()
+
+
+def fold(res: NDArray[np.float32], scale: float, theta: float) -> NDArray[np.float64]:
+    """Mean residual per tile unit at this scale and angle: ``(TILE_UNITS, TILE_UNITS)`` indexed
+    ``[v, u]``, each pixel in its nearest unit."""
+    if _SPLAT is not None:
+        out = _SPLAT.fold(np.ascontiguousarray(res, dtype=np.float32), scale, theta)
+        return np.frombuffer(out, dtype=np.float64).reshape(TILE_UNITS, TILE_UNITS)
+    u, v = tile_coords(res.shape, scale, theta)
+    return fold_units(res, u, v)
+
+
 def fold_units(res: NDArray[np.float32], u: NDArray[np.float64], v: NDArray[np.float64]) -> NDArray[np.float64]:
-    """Mean residual per tile unit: ``(TILE_UNITS, TILE_UNITS)`` indexed ``[v, u]``."""
+    """Mean residual per tile unit: ``(TILE_UNITS, TILE_UNITS)`` indexed ``[v, u]`` (numpy)."""
     bins = (np.floor(v + 0.5).astype(np.int64) % TILE_UNITS) * TILE_UNITS + (np.floor(u + 0.5).astype(np.int64) % TILE_UNITS)
     size = TILE_UNITS * TILE_UNITS
     sums = np.bincount(bins.ravel(), weights=res.ravel(), minlength=size)
@@ -238,16 +262,14 @@ def find_offset(folded: NDArray[np.float64], template_fft: NDArray[np.complex128
 
 
 def align(res: NDArray[np.float32], scale: float, theta: float, template_fft: NDArray[np.complex128]) -> Alignment:
-    u, v = tile_coords(res.shape, scale, theta)
-    ou, ov, z = find_offset(fold_units(res, u, v), template_fft)
+    ou, ov, z = find_offset(fold(res, scale, theta), template_fft)
     return Alignment(scale, theta, ou, ov, z)
 
 
 def align_quarters(res: NDArray[np.float32], scale: float, theta: float, template_fft: NDArray[np.complex128]) -> list[Alignment]:
     """The four quarter turns of one lattice from a single fold: turning the tile coordinates by
     90 degrees turns the folded tile by 90 degrees (and moves it by one unit)."""
-    u, v = tile_coords(res.shape, scale, theta)
-    folded = fold_units(res, u, v)
+    folded = fold(res, scale, theta)
     out = []
     for quarter in range(4):
         ou, ov, z = find_offset(folded, template_fft)
@@ -260,6 +282,14 @@ def align_quarters(res: NDArray[np.float32], scale: float, theta: float, templat
 def read_cells(res: NDArray[np.float32], al: Alignment) -> NDArray[np.float64]:
     """Matched-filter value of every cell, ``(TILE_CELLS, TILE_CELLS)``: the adjoint of bilinear
     rendering, summed over every repetition of the tile."""
+    if _SPLAT is not None:
+        out = _SPLAT.cells(np.ascontiguousarray(res, dtype=np.float32), al.scale, al.theta, al.offset_u, al.offset_v)
+        return np.frombuffer(out, dtype=np.float64).reshape(TILE_CELLS, TILE_CELLS)
+    return read_cells_numpy(res, al)
+
+
+def read_cells_numpy(res: NDArray[np.float32], al: Alignment) -> NDArray[np.float64]:
+    """:func:`read_cells` without the compiled loop."""
     u, v = tile_coords(res.shape, al.scale, al.theta)
     cu = (u + al.offset_u) / CELL_UNITS
     cv = (v + al.offset_v) / CELL_UNITS

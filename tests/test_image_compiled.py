@@ -1,0 +1,37 @@
+"""The image reader's compiled loops (``dojang.image._splat``) give what the numpy code gives."""
+
+from __future__ import annotations
+
+import math
+import shutil
+
+import numpy as np
+import pytest
+
+from dojang.image import _sync
+
+SPLAT = _sync._compiled()
+if SPLAT is None:
+    if shutil.which("cc") or shutil.which("gcc"):
+        pytest.fail("dojang.image._splat was not built although a C compiler is here: reinstall (pip install -e .)")
+    pytest.skip("no C compiler here: the compiled image loops were not built", allow_module_level=True)
+
+
+@pytest.mark.parametrize(
+    ("shape", "scale", "theta", "offset"),
+    [((256, 256), 1.0, 0.0, (0.0, 0.0)), ((256, 341), 1.1106, 0.013, (13.1, 12.9)), ((300, 256), 0.83, -0.26, (63.7, 0.4))],
+)
+def test_compiled_loops_match_numpy(shape: tuple[int, int], scale: float, theta: float, offset: tuple[float, float]) -> None:
+    res = np.random.default_rng(1).standard_normal(shape).astype(np.float32)
+    al = _sync.Alignment(scale, theta, *offset)
+    assert _sync._SPLAT is SPLAT  # the reader uses them
+    np.testing.assert_allclose(_sync.read_cells(res, al), _sync.read_cells_numpy(res, al), rtol=1e-9, atol=1e-9)
+    u, v = _sync.tile_coords(shape, scale, theta)
+    np.testing.assert_allclose(_sync.fold(res, scale, theta), _sync.fold_units(res, u, v), rtol=1e-9, atol=1e-12)
+
+
+def test_compiled_loops_take_only_float32_matrices() -> None:
+    with pytest.raises(TypeError, match="float32 2-d"):
+        SPLAT.cells(np.zeros((8, 8)), 1.0, 0.0, 0.0, 0.0)
+    with pytest.raises(TypeError, match="float32 2-d"):
+        SPLAT.fold(np.zeros(8, dtype=np.float32), 1.0, math.pi)
