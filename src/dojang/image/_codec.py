@@ -308,32 +308,18 @@ def read_alignment(cells: NDArray[np.float64], tile: KeyedTile) -> tuple[float, 
 
 def read_key(prep: Prepared, key: Key, *, search: bool = True) -> Reading:
     """The best reading of one key: the identity first, then (with ``search``) its quarter turns
-    and the best scale/angle candidates of the coherent search. A search candidate is refined
-    locally only when it is about to be read, so a clear mark at the identity costs no refinement."""
+    and the best scale/angle candidates of the coherent search. The search runs only when the
+    identity does not read overwhelmingly, and a search candidate is refined locally only when it
+    is about to be read, so a clear mark at the identity costs neither."""
     sync = sync_chips(key)
     sync_cells = np.asarray(sync, dtype=np.float64).reshape(TILE_CELLS, TILE_CELLS)
     template = unit_template(sync)
     template_fft = np.fft.rfft2(template)
     res = prep.residual
-    searched: set[int] = set()  # ids of the alignments that come from the scale/angle search
-    if search:
-        identity, *others = _sync.align_quarters(res, 1.0, 0.0, template_fft)
-        if prep.spectrum is None:
-            prep.spectrum = _sync.spectrum(res)
-        for scale, theta, _z in _sync.coherent_candidates(prep.spectrum, _sync.band_template(template), count=SEARCHED):
-            candidate = _sync.align(res, scale, theta, template_fft)
-            searched.add(id(candidate))
-            others.append(candidate)
-        others.sort(key=lambda a: -a.score)
-        others = others[: MAX_ALIGNMENTS - 1]
-    else:
-        identity, others = _sync.align(res, 1.0, 0.0, template_fft), []
     tiles = [keyed_tile(key, layout) for layout in LAYOUTS.values()]
     correction = math.log(MAX_ALIGNMENTS * len(tiles))
-    best: Reading | None = None
-    for al in [identity, *others]:
-        if id(al) in searched:
-            al = _refine(res, al, template_fft, sync_cells)
+
+    def best_of(al: _sync.Alignment, best: Reading | None) -> Reading:
         cells = _sync.read_cells(res, al)
         for tile in tiles:
             layout = tile.layout
@@ -349,10 +335,31 @@ def read_key(prep: Prepared, key: Key, *, search: bool = True) -> Reading:
             )
             if best is None or reading.log_p_value < best.log_p_value:
                 best = reading
-        if best is not None and best.log_p_value < -60.0:  # overwhelming: stop searching
+        assert best is not None
+        return best
+
+    if not search:
+        return best_of(_sync.align(res, 1.0, 0.0, template_fft), None)
+    identity, *others = _sync.align_quarters(res, 1.0, 0.0, template_fft)
+    best = best_of(identity, None)
+    if best.log_p_value < OVERWHELMING:
+        return best
+    if prep.spectrum is None:
+        prep.spectrum = _sync.spectrum(res)
+    searched: set[int] = set()  # ids of the alignments that come from the scale/angle search
+    for scale, theta, _z in _sync.coherent_candidates(prep.spectrum, _sync.band_template(template), count=SEARCHED):
+        candidate = _sync.align(res, scale, theta, template_fft)
+        searched.add(id(candidate))
+        others.append(candidate)
+    others.sort(key=lambda a: -a.score)
+    for al in others[: MAX_ALIGNMENTS - 1]:
+        best = best_of(_refine(res, al, template_fft, sync_cells) if id(al) in searched else al, best)
+        if best.log_p_value < OVERWHELMING:
             break
-    assert best is not None
     return best
+
+
+OVERWHELMING = -60.0  # log p of a reading after which the search stops: nothing could be clearer
 
 
 REFINE_STEPS = ((0.008, 0.4), (0.004, 0.2), (0.002, 0.1), (0.001, 0.05))  # (relative scale, degrees), coarse to fine
