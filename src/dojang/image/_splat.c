@@ -33,6 +33,13 @@ static int get_residual(PyObject *obj, Py_buffer *view) {
     return 0;
 }
 
+/* Tile units of canonical pixel (x, y): the same operations, in the same order, as
+ * _sync.tile_coords, so that both give the same bins. */
+static inline void to_units(double c, double s, double scale, Py_ssize_t x, Py_ssize_t y, double *u, double *v) {
+    *u = (c * (double)x + s * (double)y) / scale;
+    *v = ((-s) * (double)x + c * (double)y) / scale;
+}
+
 static PyObject *cells(PyObject *self, PyObject *args) {
     PyObject *obj;
     double scale, theta, offset_u, offset_v;
@@ -43,13 +50,12 @@ static PyObject *cells(PyObject *self, PyObject *args) {
     const float *r = (const float *)view.buf;
     double out[TILE_CELLS * TILE_CELLS];
     memset(out, 0, sizeof out);
-    const double c = cos(theta), s = sin(theta), ms = -s;
+    const double c = cos(theta), s = sin(theta);
     Py_BEGIN_ALLOW_THREADS
     for (Py_ssize_t y = 0; y < h; y++) {
         for (Py_ssize_t x = 0; x < w; x++) {
-            /* the same operations, in the same order, as _sync.tile_coords and read_cells */
-            const double u = (c * (double)x + s * (double)y) / scale;
-            const double v = (ms * (double)x + c * (double)y) / scale;
+            double u, v;
+            to_units(c, s, scale, x, y, &u, &v);
             const double cu = (u + offset_u) / 2.0, cv = (v + offset_v) / 2.0;
             const double bu = floor(cu), bv = floor(cv);
             const double fu = cu - bu, fv = cv - bv;
@@ -80,12 +86,12 @@ static PyObject *fold(PyObject *self, PyObject *args) {
     int64_t counts[TILE_UNITS * TILE_UNITS];
     memset(sums, 0, sizeof sums);
     memset(counts, 0, sizeof counts);
-    const double c = cos(theta), s = sin(theta), ms = -s;
+    const double c = cos(theta), s = sin(theta);
     Py_BEGIN_ALLOW_THREADS
     for (Py_ssize_t y = 0; y < h; y++) {
         for (Py_ssize_t x = 0; x < w; x++) {
-            const double u = (c * (double)x + s * (double)y) / scale;
-            const double v = (ms * (double)x + c * (double)y) / scale;
+            double u, v;
+            to_units(c, s, scale, x, y, &u, &v);
             const int64_t bu = (int64_t)floor(u + 0.5) & (TILE_UNITS - 1);
             const int64_t bv = (int64_t)floor(v + 0.5) & (TILE_UNITS - 1);
             sums[bv * TILE_UNITS + bu] += (double)r[y * w + x];
