@@ -66,3 +66,26 @@ def write_jsonl(path: Path, records: list[Any]) -> Path:
         for r in records:
             handle.write((json.dumps(r, ensure_ascii=False) if not isinstance(r, str) else r) + "\n")
     return path
+
+
+def _dying_scorer_class() -> Any:
+    from dojang.scan import Scorer
+
+    class DyingScorer(Scorer):
+        """A scorer whose worker process is killed outright (as the kernel's out-of-memory killer
+        does) on any shard holding the text ``KILL-THIS-WORKER``."""
+
+        def score_table(self, items: Any) -> Any:
+            if any(item.content == KILL_TEXT for item in items):
+                import os
+                import signal
+
+                os.kill(os.getpid(), signal.SIGKILL)
+            return super().score_table(items)
+
+    DyingScorer.__qualname__ = DyingScorer.__name__ = "DyingScorer"  # picklable by reference: tests.scan_data.DyingScorer
+    return DyingScorer
+
+
+KILL_TEXT = "KILL-THIS-WORKER"
+DyingScorer = _dying_scorer_class()

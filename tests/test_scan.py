@@ -18,7 +18,7 @@ from dojang.scan import Item, Scorer, scan
 from dojang.scan._score import default_tokenizer_json
 from dojang.text import TextDetector
 from tests.helpers import fixed_key
-from tests.scan_data import MARK_KEY, OTHER_KEY, human_sample, make_marked, write_jsonl
+from tests.scan_data import KILL_TEXT, MARK_KEY, OTHER_KEY, DyingScorer, human_sample, make_marked, write_jsonl
 
 KEY = fixed_key(MARK_KEY)
 
@@ -344,6 +344,25 @@ def test_process_pool_gives_the_same_rows_as_one_process(tmp_path, marked, human
     scan([str(src)], KEY, out=two, rows_per_shard=4, workers=2)
     assert _rows(one) == _rows(two)
     assert np.sum([r["verdict"] == "detected" for r in _rows(two)]) == len(marked)
+
+
+def test_a_worker_killed_mid_scan_stops_it_with_a_clear_error_and_the_scan_resumes(tmp_path, human, monkeypatch) -> None:
+    # multiprocessing.Pool replaced a killed worker but lost its shard, and the scan waited forever
+    from dojang.errors import DetectionError
+    from dojang.scan import _api
+
+    texts = [*human[:7], KILL_TEXT]
+    src = write_jsonl(tmp_path / "in.jsonl", [{"text": t} for t in texts])
+    out = tmp_path / "o.parquet"
+    monkeypatch.setattr(_api, "Scorer", DyingScorer)
+    with pytest.raises(DetectionError, match=r"worker process died .* run the same scan again to resume"):
+        scan([str(src)], KEY, out=out, rows_per_shard=2, workers=2)
+    monkeypatch.setattr(_api, "Scorer", Scorer)
+    summary = scan([str(src)], KEY, out=out, rows_per_shard=2, workers=1)
+    assert summary.items == len(texts) and summary.errors == 0
+    clean = tmp_path / "clean.parquet"
+    scan([str(src)], KEY, out=clean, rows_per_shard=2, workers=1)
+    assert _rows(out) == _rows(clean)
 
 
 def test_a_parts_folder_stopped_before_its_plan_is_reused(tmp_path, human) -> None:

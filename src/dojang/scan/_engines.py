@@ -54,17 +54,57 @@ def _work(shard: Shard) -> tuple[int, Any]:
 
 
 def run_local(scorer: Scorer, shards: Sequence[Shard], on_done: OnDone, *, workers: int | None = None) -> None:
-    """All cores of this machine (``workers`` processes; one runs in this process)."""
+    """All cores of this machine (``workers`` processes; one runs in this process).
+
+    A worker that dies (killed by the system, out of memory) stops the scan with a clear error
+    instead of waiting forever for its shard: the shards already written are kept, so running
+    the same scan again resumes it. ``multiprocessing.Pool`` replaces a dead worker but loses its
+    task, and ``imap_unordered`` then never returns; ``ProcessPoolExecutor`` notices."""
     n = min(workers or os.cpu_count() or 1, len(shards))
     if n <= 1:
         for shard in shards:
             on_done(shard.index, score_shard(scorer, shard))
         return
+    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+    from concurrent.futures.process import BrokenProcessPool
+
     # spawn, not fork: the parent may hold threads (tokenizers, pyarrow) that fork would break
-    ctx = multiprocessing.get_context("spawn")
-    with ctx.Pool(n, initializer=_init_worker, initargs=(scorer,)) as pool:
-        for index, table in pool.imap_unordered(_work, shards):
-            on_done(index, table)
+    pool = ProcessPoolExecutor(n, mp_context=multiprocessing.get_context("spawn"), initializer=_init_worker, initargs=(scorer,))
+    pending = {pool.submit(_work, shard) for shard in shards}
+    written = 0
+    try:
+        while pending:
+            finished, pending = wait(pending, return_when=FIRST_COMPLETED)
+            for future in finished:
+                index, table = future.result()
+                on_done(index, table)
+                written += 1
+    except BaseException as err:
+        _stop(pool)  # an error or Ctrl-C does not wait for the running shards
+        if isinstance(err, BrokenProcessPool):
+            from dojang.errors import DetectionError
+
+            raise DetectionError(
+                f"a scan worker process died (killed by the system, perhaps out of memory) with {len(shards) - written} "
+                "shard(s) unfinished; the shards already written are kept: run the same scan again to resume it "
+                "(with fewer workers or smaller shards if memory ran out)"
+            ) from err
+        raise
+    pool.shutdown(wait=True)
+
+
+def _stop(pool: Any) -> None:
+    """Cancel the shards that have not started and end the workers now."""
+    terminate = getattr(pool, "terminate_workers", None)  # Python 3.14+
+    if terminate is not None:
+        terminate()
+        return
+    processes = list((getattr(pool, "_processes", None) or {}).values())
+    pool.shutdown(wait=False, cancel_futures=True)
+    for proc in processes:
+        proc.terminate()
+    for proc in processes:
+        proc.join(timeout=5)
 
 
 # -- ray: Ray Data over the shard list ------------------------------------------------------------
