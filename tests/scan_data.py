@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import gzip
 import json
+import os
+import signal
 from functools import cache
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from dojang.scan import Scorer
 from tests.helpers import fixed_key
 
 MARK_KEY = 1  # fixed_key(MARK_KEY) stamped the marked texts and images
@@ -68,24 +71,14 @@ def write_jsonl(path: Path, records: list[Any]) -> Path:
     return path
 
 
-def _dying_scorer_class() -> Any:
-    from dojang.scan import Scorer
-
-    class DyingScorer(Scorer):
-        """A scorer whose worker process is killed outright (as the kernel's out-of-memory killer
-        does) on any shard holding the text ``KILL-THIS-WORKER``."""
-
-        def score_table(self, items: Any) -> Any:
-            if any(item.content == KILL_TEXT for item in items):
-                import os
-                import signal
-
-                os.kill(os.getpid(), signal.SIGKILL)
-            return super().score_table(items)
-
-    DyingScorer.__qualname__ = DyingScorer.__name__ = "DyingScorer"  # picklable by reference: tests.scan_data.DyingScorer
-    return DyingScorer
-
-
 KILL_TEXT = "KILL-THIS-WORKER"
-DyingScorer = _dying_scorer_class()
+
+
+class DyingScorer(Scorer):
+    """A scorer whose worker process is killed outright (as the kernel's out-of-memory killer
+    does) on any shard holding ``KILL_TEXT``; spawned workers import it from here."""
+
+    def score_table(self, items: Any) -> Any:
+        if any(item.content == KILL_TEXT for item in items):
+            os.kill(os.getpid(), signal.SIGKILL)
+        return super().score_table(items)
