@@ -9,21 +9,16 @@ import os
 
 from setuptools import Extension, setup
 
+
+def optional(name: str, source: str) -> Extension:
+    """A C extension that is skipped (with its numpy fallback used) where it does not build."""
+    posix = os.name == "posix"
+    return Extension(name, [source], optional=True, extra_compile_args=["-O3"] if posix else [], libraries=["m"] if posix else [])
+
+
 setup(
     ext_modules=[
-        Extension(
-            "dojang.scan._fast",
-            ["src/dojang/scan/_fast.c"],
-            optional=True,
-            extra_compile_args=["-O3"] if os.name == "posix" else [],
-            libraries=["m"] if os.name == "posix" else [],
-        ),
-        Extension(
-            "dojang.image._splat",
-            ["src/dojang/image/_splat.c"],
-            optional=True,
-            extra_compile_args=["-O3"] if os.name == "posix" else [],
-            libraries=["m"] if os.name == "posix" else [],
-        ),
+        optional("dojang.scan._fast", "src/dojang/scan/_fast.c"),
+        optional("dojang.image._splat", "src/dojang/image/_splat.c"),
     ]
 )

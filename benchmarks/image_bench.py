@@ -220,14 +220,13 @@ def main() -> None:
                 if method.name == "dojang":
                     rows[attack.name]["tpr3"].append(float(stat <= -3))
                     rows[attack.name]["synthetic"].append(float(synthetic))
+                    rows[attack.name]["log10p"].append(stat)  # per image, for finding out why a reading missed
                 # false positives: the same attack on the unmarked image
                 null_img = attack(img)
                 t0 = time.perf_counter()
                 _, null_stat = method.score(null_img)
                 if attack.name == "none":
                     t_search.append(time.perf_counter() - t0)
-                if method.name == "dojang":
-                    rows[attack.name]["log10p"].append(stat)  # per image, for finding out why a reading missed
                 rows[attack.name]["fp"].append(float(method.detected(null_stat) if method.name != "dojang" else null_stat <= -3))
             if method.name == "dojang":
                 px = _io.from_pil(marked)

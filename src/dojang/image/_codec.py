@@ -143,7 +143,7 @@ def luma_delta(
     # included. Gains balanced in full fit the whole image: a crop loses that balance and the
     # full steps oscillated on busy textures (gravel, one key: 42, 26, 59, 19, 63 bits wrong in
     # turn). Over 4 keys x 21 images x 26 edits, partial steps missed 54 of 2184 readings where
-    # the full steps missed 94, at the same mean PSNR (partly because a texture that needs the
+    # the full steps missed 95 (benchmarks/image_keys.py), at the same mean PSNR (partly because a texture that needs the
     # strength now gets it).
     host = _margins(luma, tile, signs)
     gains = np.ones_like(host)
