@@ -44,7 +44,9 @@ def test_round_trip_is_invisible_and_exact(coffee: Image.Image, marked: Image.Im
     assert 40.0 <= quality < 60.0  # a real change, and a small one
     result = detect(marked, fixed_key(1))
     assert result.verdict is Verdict.DETECTED and result.payload == PAYLOAD
-    assert result.p_value < 1e-20 and result.bit_errors_corrected == 0
+    # coffee keeps the mark under WebP 50 and crops with room to spare, so it is marked lightly:
+    # a bit of the 127 may already need correcting on the untouched image
+    assert result.p_value < 1e-20 and result.bit_errors_corrected is not None and result.bit_errors_corrected <= 2
     assert result.key_id == fixed_key(1).key_id and result.scheme == "image/v1"
 
 
@@ -183,16 +185,17 @@ def test_graphics_and_text_on_white_keep_45_db() -> None:
 def test_pure_textures_survive_crops_within_the_psnr_floor() -> None:
     """Informed gains balance the bits over the whole image; on a pure texture a crop used to lose
     the mark (brick under a 75% centre crop: p ~ 3e-6). The embedder now reads an 80% centre crop
-    back and spends more strength, down to its PSNR floor, until that crop reads strongly."""
+    (and a WebP 50 re-encoding) back and spends more strength, down to its PSNR floor, until the
+    weaker of them reads strongly."""
     from dojang.image import _codec
-    from dojang.image._api import CROP_ALPHA, CROP_MIN_PSNR
+    from dojang.image._api import CROP_MIN_PSNR, EDIT_ALPHA
     from dojang.image._pattern import LAYOUTS
 
     brick = Image.fromarray(skdata.brick()).convert("RGB")
     out, psnr_db = embed_pixels(from_pil(brick), fixed_key(1), PAYLOAD, check_existing=False)
     assert psnr_db >= CROP_MIN_PSNR
     crop_p = _codec.log_p_centre_crop(out.luma(), fixed_key(1), LAYOUTS[1])
-    assert crop_p <= math.log(CROP_ALPHA)
+    assert crop_p <= math.log(EDIT_ALPHA)
     side = round(0.75 * brick.width)
     top = (brick.width - side) // 2
     cropped = out.to_pil().crop((top, top, top + side, top + side))

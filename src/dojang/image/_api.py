@@ -28,8 +28,10 @@ DEFAULT_ALPHA = 1e-6  # false-positive rate per image
 STACK_ALPHA = 1e-9  # how sure embedding must be that a mark is already there before refusing
 PAYLOAD_BYTES = PAYLOAD_BITS // 8
 BOOSTS = (1.0, 1.2, 1.45, 1.75, 2.1)  # strengths tried in turn until the mark reads back
-CROP_ALPHA = 1e-10  # p-value the embedder wants from an 80% centre crop before it stops raising the strength
-CROP_MIN_PSNR = 38.5  # dB: raising the strength for crop robustness stops before going below this
+EDIT_ALPHA = 1e-10  # p-value the weakest everyday edit (_codec.log_p_weakest_edit) must read at
+CROP_MIN_PSNR = 38.5  # dB: raising the strength for robustness stops before going below this (photos)
+SPARE_ALPHA = 1e-14  # a mark whose weakest edit reads at least this clearly is tried lighter
+LIGHTER = (0.9, 0.8, 0.7)  # strength factors tried in turn (+0.9, +1.9, +3.1 dB)
 
 ImageLike = TypeVar("ImageLike")
 
@@ -128,33 +130,53 @@ def embed_pixels(
         raise InputError(f"unknown payload layout version {version}")
     base = px.colour.astype(np.float32)
     layout = LAYOUTS[version]
-    good: tuple[_io.Pixels, float] | None = None
+    # A smooth or flat image is held to its 45 dB rule: robustness may not buy strength past it.
+    floor = _codec.SMOOTH_PSNR - 0.3 if _codec.is_smooth(luma) else CROP_MIN_PSNR
+
+    def apply(delta: NDArray[np.float32]) -> _io.Pixels:
+        shaped = delta if px.colour.ndim == 2 else delta[..., None]
+        return px.with_colour(np.clip(np.rint(base + shaped), 0, 255).astype(np.uint8))
+
+    def reads_back(out: _io.Pixels) -> bool:
+        check = _codec.read_key(_codec.prepare(out.luma()), key, search=False)
+        return check.payload == payload and check.log_p_value <= math.log(STACK_ALPHA)
+
+    good: tuple[_io.Pixels, float, NDArray[np.float32]] | None = None
+    weakest = 0.0
     for i, boost in enumerate(BOOSTS):  # the busiest textures may need more than the PSNR budget to read back
         delta = _codec.luma_delta(luma, key, payload, layout=layout, boost=boost)
-        shaped = delta if px.colour.ndim == 2 else delta[..., None]
-        marked = np.clip(np.rint(base + shaped), 0, 255).astype(np.uint8)
-        out = px.with_colour(marked)
-        marked_luma = out.luma()
-        check = _codec.read_key(_codec.prepare(marked_luma), key, search=False)
-        if not (check.payload == payload and check.log_p_value <= math.log(STACK_ALPHA)):
-            if good is not None:  # a stronger try for crops broke the plain read (never seen): keep the last good one
+        out = apply(delta)
+        if not reads_back(out):
+            if good is not None:  # a stronger try for robustness broke the plain read (never seen): keep the last good one
                 break
             log.info("mark did not read back at strength x%.2f; trying stronger", boost)
             continue
-        good = (out, psnr(marked, px.colour))
-        # Crop robustness: on pure textures the informed gains hold for the whole image only.
-        # Spend more strength while a centre crop reads weakly and the PSNR floor allows it.
-        if i + 1 == len(BOOSTS) or good[1] - 20.0 * math.log10(BOOSTS[i + 1] / boost) < CROP_MIN_PSNR:
+        good = (out, psnr(out.colour, px.colour), delta)
+        # Robustness: spend more strength while the weakest of a centre crop, WebP 50 and JPEG 50
+        # reads weakly (pure textures lose their informed balance in a crop; fine textures lose
+        # the mark to WebP's smoothing) and the PSNR floor allows it.
+        weakest = _codec.log_p_weakest_edit(out.luma(), key, layout)
+        if i + 1 == len(BOOSTS) or good[1] - 20.0 * math.log10(BOOSTS[i + 1] / boost) < floor:
             break
-        if _codec.log_p_centre_crop(marked_luma, key, layout) <= math.log(CROP_ALPHA):
+        if weakest <= math.log(EDIT_ALPHA):
             break
-        log.info("mark reads weakly from a crop at strength x%.2f; trying stronger", boost)
+        log.info("mark reads weakly after a crop or a re-encoding at strength x%.2f; trying stronger", boost)
     if good is None:
         raise DetectionError(
             "the mark did not read back from the marked pixels (the image is too uniform, saturated or busy to carry it); "
             "nothing was written"
         )
-    return good
+    # Invisibility: a mark that survives those edits with room to spare is made lighter, as long
+    # as it still does. The statistic grows with the square of the strength (log p ~ -z^2 / 2),
+    # so the factors predicted to hold are tried lightest first and the first that does is kept.
+    if weakest <= math.log(SPARE_ALPHA):
+        chosen = good[2]
+        for factor in sorted(f for f in LIGHTER if weakest * f * f <= math.log(EDIT_ALPHA)):
+            out = apply(chosen * np.float32(factor))
+            if reads_back(out) and _codec.log_p_weakest_edit(out.luma(), key, layout) <= math.log(EDIT_ALPHA):
+                good = (out, psnr(out.colour, px.colour), chosen)
+                break
+    return good[0], good[1]
 
 
 def embed(image: ImageLike, key: Key, payload: bytes | str | int, *, check_existing: bool = True) -> ImageLike:
