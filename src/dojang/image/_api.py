@@ -131,7 +131,8 @@ def embed_pixels(
     base = px.colour.astype(np.float32)
     layout = LAYOUTS[version]
     # A smooth or flat image is held to its 45 dB rule: robustness may not buy strength past it.
-    floor = _codec.SMOOTH_PSNR - 0.3 if _codec.is_smooth(luma) else CROP_MIN_PSNR
+    activity = _codec.activity_amplitude(luma)
+    floor = _codec.SMOOTH_PSNR - 0.3 if _codec.is_smooth(activity) else CROP_MIN_PSNR
 
     def apply(delta: NDArray[np.float32]) -> _io.Pixels:
         shaped = delta if px.colour.ndim == 2 else delta[..., None]
@@ -144,7 +145,7 @@ def embed_pixels(
     good: tuple[_io.Pixels, float, NDArray[np.float32]] | None = None
     weakest = 0.0
     for i, boost in enumerate(BOOSTS):  # the busiest textures may need more than the PSNR budget to read back
-        delta = _codec.luma_delta(luma, key, payload, layout=layout, boost=boost)
+        delta = _codec.luma_delta(luma, key, payload, layout=layout, boost=boost, activity=activity)
         out = apply(delta)
         if not reads_back(out):
             if good is not None:  # a stronger try for robustness broke the plain read (never seen): keep the last good one
@@ -152,13 +153,15 @@ def embed_pixels(
             log.info("mark did not read back at strength x%.2f; trying stronger", boost)
             continue
         good = (out, psnr(out.colour, px.colour), delta)
-        # Robustness: spend more strength while the weakest of a centre crop, WebP 50 and JPEG 50
-        # reads weakly (pure textures lose their informed balance in a crop; fine textures lose
-        # the mark to WebP's smoothing) and the PSNR floor allows it.
-        weakest = _codec.log_p_weakest_edit(out.luma(), key, layout)
-        if i + 1 == len(BOOSTS) or good[1] - 20.0 * math.log10(BOOSTS[i + 1] / boost) < floor:
+        # Robustness: spend more strength while the weaker of a centre crop and a WebP 50
+        # re-encoding reads weakly (pure textures lose their informed balance in a crop; fine
+        # textures lose the mark to WebP's smoothing) and the PSNR floor allows it. The plain
+        # strength is always judged: the lighter marks below start from it.
+        at_floor = i + 1 == len(BOOSTS) or good[1] - 20.0 * math.log10(BOOSTS[i + 1] / boost) < floor
+        if at_floor and i > 0:
             break
-        if weakest <= math.log(EDIT_ALPHA):
+        weakest = _codec.log_p_weakest_edit(out.luma(), key, layout)
+        if at_floor or weakest <= math.log(EDIT_ALPHA):
             break
         log.info("mark reads weakly after a crop or a re-encoding at strength x%.2f; trying stronger", boost)
     if good is None:
@@ -322,6 +325,6 @@ def detect_file(
 
 def psnr(a: NDArray[np.uint8], b: NDArray[np.uint8]) -> float:
     """Peak signal-to-noise ratio of two uint8 arrays, in dB."""
-    diff = a.astype(np.float64) - b.astype(np.float64)
-    mse = float(np.mean(diff * diff))
+    diff = a.astype(np.int16) - b.astype(np.int16)
+    mse = float(np.square(diff, dtype=np.int32).sum(dtype=np.int64)) / diff.size  # exact: integers throughout
     return float("inf") if mse == 0 else 10.0 * math.log10(255.0**2 / mse)

@@ -109,6 +109,7 @@ def luma_delta(
     layout: Layout,
     target_psnr: float = TARGET_PSNR,
     boost: float = 1.0,
+    activity: NDArray[np.float32] | None = None,
 ) -> NDArray[np.float32]:
     """The change to add to every colour channel (so luma changes by exactly this), ``(H, W)``.
 
@@ -117,13 +118,14 @@ def luma_delta(
     that give all bits about the same margin at the same total power (improved spread spectrum,
     Malvar and Florencio 2003; in part, because a crop loses the balance fitted to the whole).
     ``boost`` raises the strength past the PSNR budget (used only when a mark does not read back).
+    ``activity`` is :func:`activity_amplitude` of ``luma`` where the caller has it already.
     """
     h, w = luma.shape
     scale = _sync.canonical_scale(h, w)
     tile = keyed_tile(key, layout)
     bits = coded_bits(layout, payload)
     signs = 1.0 - 2.0 * bits.astype(np.float64)
-    amp = activity_amplitude(luma)
+    amp = activity_amplitude(luma) if activity is None else activity.copy()
     saturated = np.where((luma > 247.0) | (luma < 8.0), np.float32(SATURATED_BOOST), np.float32(1.0))
     pattern = render(tile.cells(bits), h, w, scale)
     amp = _smooth_cap(luma, amp, saturated, pattern)
@@ -164,9 +166,10 @@ def luma_delta(
     return best_delta
 
 
-def is_smooth(luma: NDArray[np.float32]) -> bool:
-    """Whether ``luma`` is a smooth or flat image (held to ``SMOOTH_PSNR``; see :func:`_smooth_cap`)."""
-    return float(np.mean(activity_amplitude(luma) <= FLAT_AMPLITUDE * 1.0001)) >= SMOOTH_SHARE
+def is_smooth(activity: NDArray[np.float32]) -> bool:
+    """Whether an image whose :func:`activity_amplitude` is ``activity`` is smooth or flat (held to
+    ``SMOOTH_PSNR``; see :func:`_smooth_cap`)."""
+    return float(np.mean(activity <= FLAT_AMPLITUDE * 1.0001)) >= SMOOTH_SHARE
 
 
 def _smooth_cap(
