@@ -30,6 +30,7 @@ PAYLOAD_BYTES = PAYLOAD_BITS // 8
 BOOSTS = (1.0, 1.2, 1.45, 1.75, 2.1)  # strengths tried in turn until the mark reads back
 EDIT_ALPHA = 1e-10  # p-value the weakest everyday edit (_codec.log_p_weakest_edit) must read at
 CROP_MIN_PSNR = 38.5  # dB: raising the strength for robustness stops before going below this (photos)
+SMOOTH_MIN_PSNR = 45.0  # dB promised for smooth and flat images: robustness never buys strength past it
 SPARE_ALPHA = 1e-14  # a mark whose weakest edit reads at least this clearly is tried lighter
 LIGHTER = (0.9, 0.8, 0.7)  # strength factors tried in turn (+0.9, +1.9, +3.1 dB)
 
@@ -130,9 +131,8 @@ def embed_pixels(
         raise InputError(f"unknown payload layout version {version}")
     base = px.colour.astype(np.float32)
     layout = LAYOUTS[version]
-    # A smooth or flat image is held to its 45 dB rule: robustness may not buy strength past it.
     activity = _codec.activity_amplitude(luma)
-    floor = _codec.SMOOTH_PSNR - 0.3 if _codec.is_smooth(activity) else CROP_MIN_PSNR
+    floor = SMOOTH_MIN_PSNR if _codec.is_smooth(activity) else CROP_MIN_PSNR
 
     def apply(delta: NDArray[np.float32]) -> _io.Pixels:
         shaped = delta if px.colour.ndim == 2 else delta[..., None]

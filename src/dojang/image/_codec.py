@@ -179,7 +179,7 @@ def _smooth_cap(
     the pixels at the flat floor) are held to ``SMOOTH_PSNR``. The mark there sits at the floor
     already, so the budget is met by capping the amplitude at the edges (the largest cap, found by
     bisection, whose clipped change stays within it), never by going under the floor."""
-    if float(np.mean(amp <= FLAT_AMPLITUDE * 1.0001)) < SMOOTH_SHARE:  # the test of is_smooth, on the same map
+    if not is_smooth(amp):
         return amp
     limit = 255.0**2 / 10 ** (SMOOTH_PSNR / 10)
     # The bisection reads at most ~1 MP: a regular subsample of these smooth maps gives the same
