@@ -27,7 +27,7 @@ import numpy as np
 from numpy.typing import NDArray
 from scipy import ndimage
 
-from dojang.image import _sync
+from dojang.image import _sync, attacks
 from dojang.image._pattern import (
     LAYOUTS,
     TILE_CELLS,
@@ -56,7 +56,7 @@ INFORMED_ROUNDS = 4  # rounds of measuring the reader's response and moving the 
 INFORMED_STEP = 0.1  # share of the way (in log gain) each round moves
 MIN_GAIN, MAX_GAIN = 0.1, 4.0  # range of a bit's informed gain (mean square 1)
 CROP_CHECK_FRACTION = 0.8  # side of the centre crop the embedder reads back to judge crop robustness
-EDIT_CHECKS = (("WEBP", 50),)  # re-encodings the embedder reads back to judge robustness (JPEG 50 never was the weakest)
+EDIT_CHECKS = (attacks.webp(50),)  # edits the embedder reads back beside the centre crop (JPEG 50 never was the weakest)
 EDIT_CHECK_SIDE = 1024  # px: bigger images are judged on a copy downscaled to this short side
 
 
@@ -218,18 +218,6 @@ def log_p_centre_crop(luma: NDArray[np.float32], key: Key, layout: Layout, *, fr
     return log_p
 
 
-def _reencoded(luma: NDArray[np.float32], fmt: str, quality: int) -> NDArray[np.float32]:
-    """``luma`` as a greyscale image re-encoded as ``fmt`` at ``quality`` and decoded again."""
-    import io
-
-    from PIL import Image
-
-    buf = io.BytesIO()
-    Image.fromarray(np.clip(np.rint(luma), 0, 255).astype(np.uint8), mode="L").save(buf, fmt, quality=quality)
-    with Image.open(io.BytesIO(buf.getvalue())) as back:
-        return np.asarray(back.convert("L"), dtype=np.float32)
-
-
 def log_p_weakest_edit(luma: NDArray[np.float32], key: Key, layout: Layout) -> float:
     """Log p-value of the weaker of two everyday edits of marked luma: the centre crop of
     :func:`log_p_centre_crop` (before the search correction) and a WebP 50 re-encoding (read at the
@@ -251,9 +239,10 @@ def log_p_weakest_edit(luma: NDArray[np.float32], key: Key, layout: Layout) -> f
         img = Image.fromarray(np.ascontiguousarray(luma, dtype=np.float32), mode="F")
         luma = np.asarray(img.resize(size, Image.Resampling.BILINEAR, reducing_gap=2.0), dtype=np.float32)
     worst = log_p_centre_crop(luma, key, layout)
-    for fmt, quality in EDIT_CHECKS:
-        reading = read_key(prepare(_reencoded(luma, fmt, quality)), key, search=False)
-        worst = max(worst, reading.log_p_value)
+    grey = Image.fromarray(np.clip(np.rint(luma), 0, 255).astype(np.uint8), mode="L")
+    for edit in EDIT_CHECKS:
+        edited = np.asarray(edit(grey).convert("L"), dtype=np.float32)
+        worst = max(worst, read_key(prepare(edited), key, search=False).log_p_value)
     return worst
 
 
