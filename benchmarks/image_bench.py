@@ -79,12 +79,11 @@ class Method:
 
 def dojang_method(key: Key, alpha: float = 1e-6) -> Method:
     detector = ImageDetector(keys=key, alpha=alpha)
-    layout = LAYOUTS[1]
-    tile = keyed_tile(key, layout)
-    truth = coded_bits(layout, PAYLOAD)
+    tiles = {v: keyed_tile(key, layout) for v, layout in LAYOUTS.items()}
+    truth = {v: coded_bits(layout, PAYLOAD) for v, layout in LAYOUTS.items()}
 
     def embed(img: Image.Image) -> Image.Image:
-        marked, _ = embed_pixels(_io.from_pil(img), key, PAYLOAD, check_existing=False)
+        marked = embed_pixels(_io.from_pil(img), key, PAYLOAD, check_existing=False).pixels
         return marked.to_pil()
 
     def score(img: Image.Image) -> tuple[float, float]:
@@ -93,9 +92,9 @@ def dojang_method(key: Key, alpha: float = 1e-6) -> Method:
             return 0.5, 0.0
         prep = _codec.prepare(px.luma())
         reading = _codec.read_key(prep, key, search=detector.search)
-        cells = _sync_cells(prep, reading)
-        raw = _codec.bit_soft(cells, tile) < 0
-        bit_acc = float(np.mean(raw == truth.astype(bool)))
+        cells = _sync_cells(prep, reading)  # bits of the layout the best reading used (1 on photos, 2 on smooth images)
+        raw = _codec.bit_soft(cells, tiles[reading.layout.version]) < 0
+        bit_acc = float(np.mean(raw == truth[reading.layout.version].astype(bool)))
         return bit_acc, reading.log_p_value / math.log(10)
 
     return Method("dojang", embed, score, lambda log10p: log10p <= -6)
@@ -104,7 +103,7 @@ def dojang_method(key: Key, alpha: float = 1e-6) -> Method:
 def _sync_cells(prep, reading):  # type: ignore[no-untyped-def]
     from dojang.image import _sync
 
-    return _sync.read_cells(prep.residual, reading.alignment)
+    return _sync.read_cells(prep.residual_for(reading.layout.frame), reading.alignment)
 
 
 def anchor_method(kind: str) -> Method:

@@ -37,7 +37,7 @@ def run_key(index: int) -> dict:
     reads: dict[str, dict[str, float]] = {}
     psnr: dict[str, float] = {}
     for name, img in ib.load_images(False).items():
-        marked_px, _ = embed_pixels(_io.from_pil(img), key, ib.PAYLOAD, check_existing=False)
+        marked_px = embed_pixels(_io.from_pil(img), key, ib.PAYLOAD, check_existing=False).pixels
         marked = marked_px.to_pil()
         psnr[name] = ib.psnr(img, marked)
         for attack in suite:

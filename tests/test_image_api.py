@@ -86,11 +86,16 @@ def test_survives_everyday_edits(marked: Image.Image, attack) -> None:  # type: 
 
 
 def test_unmarked_images_give_calibrated_p_values() -> None:
-    """Many keys against unmarked photos: the p-values must not be smaller than chance allows."""
-    photos = [skdata.camera(), skdata.chelsea(), skdata.rocket(), skdata.coins()]
+    """Many keys against unmarked photos and smooth images (both layouts' frames are read): the
+    p-values must not be smaller than chance allows."""
+    from dojang.bench._image import synthetic_images
+
+    smooth = synthetic_images()
+    photos = [skdata.camera(), skdata.chelsea(), skdata.rocket(), skdata.coins(), smooth["smooth-render"], smooth["text"]]
     p = []
     for i in range(120):
-        img = Image.fromarray(photos[i % len(photos)])
+        img = photos[i % len(photos)]
+        img = img if isinstance(img, Image.Image) else Image.fromarray(img)
         p.append(detect(img, fixed_key(100 + i), search=i % 4 == 0).p_value)
     arr = np.array(p)
     assert arr.min() > 1e-4
@@ -192,7 +197,7 @@ def test_pure_textures_survive_crops_within_the_psnr_floor() -> None:
     from dojang.image._pattern import LAYOUTS
 
     brick = Image.fromarray(skdata.brick()).convert("RGB")
-    out, psnr_db = embed_pixels(from_pil(brick), fixed_key(1), PAYLOAD, check_existing=False)
+    out, psnr_db, _ = embed_pixels(from_pil(brick), fixed_key(1), PAYLOAD, check_existing=False)
     assert psnr_db >= CROP_MIN_PSNR
     crop_p = _codec.log_p_centre_crop(out.luma(), fixed_key(1), LAYOUTS[1])
     assert crop_p <= math.log(EDIT_ALPHA)
@@ -237,16 +242,16 @@ def test_round_trip_failure_is_reported(monkeypatch: pytest.MonkeyPatch, coffee:
 
 
 def test_old_layouts_keep_decoding(monkeypatch: pytest.MonkeyPatch, coffee: Image.Image) -> None:
-    """A future layout beside v1: the decoder tries each, and a v1 mark still reads (and v2 too)."""
-    v2 = _pattern.Layout(version=2, bch_m=7, bch_t=8, check_bits=48)
-    monkeypatch.setitem(_pattern.LAYOUTS, 2, v2)
+    """A future layout beside layouts 1 and 2: the decoder tries each, and every one still reads."""
+    v3 = _pattern.Layout(version=3, bch_m=7, bch_t=8, check_bits=48)
+    monkeypatch.setitem(_pattern.LAYOUTS, 3, v3)
     from dojang.image import _api, _codec
 
     monkeypatch.setattr(_codec, "LAYOUTS", _pattern.LAYOUTS)
     monkeypatch.setattr(_api, "LAYOUTS", _pattern.LAYOUTS)
     px = from_pil(coffee)
-    for version in (1, 2):
-        out, _ = embed_pixels(px, fixed_key(1), PAYLOAD, version=version)
+    for version in (1, 2, 3):
+        out = embed_pixels(px, fixed_key(1), PAYLOAD, version=version).pixels
         result = ImageDetector(keys=fixed_key(1)).detect_pixels(out)
         assert result.payload == PAYLOAD and result.scheme == f"image/v{version}"
 
@@ -268,7 +273,7 @@ def test_search_finds_a_crop_scale_between_grid_points() -> None:
     from dojang.image._pattern import sync_chips, unit_template
 
     grass = Image.fromarray(skdata.grass()).convert("RGB")
-    out, _ = embed_pixels(from_pil(grass), fixed_key(4), PAYLOAD, check_existing=False)
+    out, _, _ = embed_pixels(from_pil(grass), fixed_key(4), PAYLOAD, check_existing=False)
     side = round(0.75 * grass.width)
     top = (grass.width - side) // 2
     cropped = out.to_pil().crop((top, top, top + side, top + side))

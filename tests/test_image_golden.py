@@ -1,5 +1,5 @@
 """Golden vectors for the image format: the keyed material, the BCH code and the payload layout
-stay bit-identical, and an image marked by format v1 keeps decoding (docs/spec/image.md)."""
+stay bit-identical, and an image marked by each format version keeps decoding (docs/spec/image.md)."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from dojang.image import detect, embed
@@ -41,10 +42,30 @@ def test_keyed_material_and_code_are_pinned() -> None:
     assert _sha(tile.assign.astype("<i2")) == VECTORS["sha256_assign_int16"]
 
 
-def test_golden_image_decodes() -> None:
-    marked = Image.open(ROOT / VECTORS["golden_image"])
+def test_layout_2_keyed_material_is_pinned() -> None:
+    """Layout 2 has its own sync chips, chips and assignment (derived under ``image/v2``), in the
+    128-unit frame; layout 1's stay as they were."""
+    want = VECTORS["v2"]
+    layout = LAYOUTS[2]
+    code = layout.code
+    assert want["layout"] == {"version": 2, "frame": 128, "bch_n": code.n, "bch_k": code.k, "bch_t": code.t, "check_bits": 64}
+    assert layout.frame == 128 and "".join(str(int(b)) for b in layout.pack(PAYLOAD)) == want["info_bits"]
+    tile = keyed_tile(KEY, layout)
+    assert [int(v) for v in tile.sync[0]] == want["sync_first_row"]
+    assert [int(v) for v in tile.chips[0]] == want["chips_first_row"]
+    assert [int(v) for v in tile.assign[0]] == want["assign_first_row"]
+    assert _sha(tile.sync.astype(np.int8)) == want["sha256_sync_int8"]
+    assert _sha(tile.chips.astype(np.int8)) == want["sha256_chips_int8"]
+    assert _sha(tile.assign.astype("<i2")) == want["sha256_assign_int16"]
+
+
+@pytest.mark.parametrize("version", [1, 2])
+def test_golden_image_decodes(version: int) -> None:
+    path = VECTORS["golden_image"] if version == 1 else VECTORS[f"v{version}"]["golden_image"]
+    marked = Image.open(ROOT / path)
     result = detect(marked, KEY, search=False)
     assert result.detected and result.payload == PAYLOAD and result.p_value < 1e-20
+    assert result.scheme == f"image/v{version}"
     assert detect(marked, KEY).payload == PAYLOAD  # and with the search on
 
 

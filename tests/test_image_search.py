@@ -66,7 +66,7 @@ def test_quadratic_vertex() -> None:
 @pytest.fixture(scope="module")
 def gravel_marked() -> Image.Image:
     gravel = Image.fromarray(skdata.gravel()).convert("RGB")
-    out, _ = embed_pixels(from_pil(gravel), fixed_key(2), PAYLOAD, check_existing=False)
+    out, _, _ = embed_pixels(from_pil(gravel), fixed_key(2), PAYLOAD, check_existing=False)
     return out.to_pil()
 
 
@@ -97,7 +97,7 @@ def test_refinement_reads_a_texture_crop() -> None:
     wandered 0.4 % off on textures (it rounds pixels to whole units); the finest steps now score
     cells read exactly and take a fitted vertex."""
     grass = Image.fromarray(skdata.grass()).convert("RGB")
-    out, _ = embed_pixels(from_pil(grass), fixed_key(1), PAYLOAD, check_existing=False)
+    out, _, _ = embed_pixels(from_pil(grass), fixed_key(1), PAYLOAD, check_existing=False)
     side = round(0.9 * grass.width)
     top = (grass.width - side) // 2
     cropped = from_pil(out.to_pil().crop((top, top, top + side, top + side)))

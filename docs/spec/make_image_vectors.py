@@ -1,4 +1,4 @@
-"""Regenerate docs/spec/image_vectors.json and tests/data/image_golden_v1.png.
+"""Regenerate docs/spec/image_vectors.json and the golden images (tests/data/image_golden_v*.png).
 
 Run only when the image format changes on purpose (a new layout version): the tests pin these
 values and decode the golden image, so that marks made by one version stay readable by every
@@ -15,6 +15,8 @@ import numpy as np
 from PIL import Image
 
 from dojang.image import embed
+from dojang.image._api import embed_pixels
+from dojang.image._io import from_pil
 from dojang.image._pattern import LAYOUTS, coded_bits, keyed_tile
 from dojang.keys import Key
 from dojang.keys._keys import _key_id_for
@@ -39,6 +41,30 @@ def _sha(arr: np.ndarray) -> str:
     return hashlib.sha256(np.ascontiguousarray(arr).tobytes()).hexdigest()
 
 
+def _layout_vectors(key: Key, version: int) -> dict[str, object]:
+    """A later layout's keyed material (its code and bits are layout 1's where they are the same)."""
+    layout = LAYOUTS[version]
+    tile = keyed_tile(key, layout)
+    return {
+        "layout": {
+            "version": version,
+            "frame": layout.frame,
+            "bch_n": layout.code.n,
+            "bch_k": layout.code.k,
+            "bch_t": layout.code.t,
+            "check_bits": layout.check_bits,
+        },
+        "info_bits": "".join(str(int(b)) for b in layout.pack(PAYLOAD)),
+        "sync_first_row": [int(v) for v in tile.sync[0]],
+        "chips_first_row": [int(v) for v in tile.chips[0]],
+        "assign_first_row": [int(v) for v in tile.assign[0]],
+        "sha256_sync_int8": _sha(tile.sync.astype(np.int8)),
+        "sha256_chips_int8": _sha(tile.chips.astype(np.int8)),
+        "sha256_assign_int16": _sha(tile.assign.astype("<i2")),
+        "golden_image": f"tests/data/image_golden_v{version}.png",
+    }
+
+
 def main() -> None:
     key = Key(key_id=_key_id_for(TEST_SECRET), _secret=TEST_SECRET)
     layout = LAYOUTS[1]
@@ -61,16 +87,20 @@ def main() -> None:
         "sha256_assign_int16": _sha(tile.assign.astype("<i2")),
         "golden_image": "tests/data/image_golden_v1.png",
         "embedder_image": "tests/data/image_golden_embedder.png",
+        "v2": _layout_vectors(key, 2),
     }
     (ROOT / "docs/spec/image_vectors.json").write_text(json.dumps(out, indent=1) + "\n")
     golden_source().save(ROOT / "tests/data/image_golden_source.png")
-    marked = embed(golden_source(), key, PAYLOAD)
-    # The golden image is written once per format version and then frozen: marked bytes of that
+    # A golden image is written once per format version and then frozen: marked bytes of that
     # version must decode forever. The embedder image follows the embedder's strength policy,
     # which may change within a version (it pins the embedder's determinism, not the format).
-    if not (ROOT / "tests/data/image_golden_v1.png").exists():
-        marked.save(ROOT / "tests/data/image_golden_v1.png")
-    marked.save(ROOT / "tests/data/image_golden_embedder.png")
+    # The source is smooth, so the embedder writes layout 2 on it; layout 1 was written first.
+    px = from_pil(golden_source())
+    for version in LAYOUTS:
+        golden = ROOT / f"tests/data/image_golden_v{version}.png"
+        if not golden.exists():
+            embed_pixels(px, key, PAYLOAD, version=version).pixels.to_pil().save(golden)
+    embed(golden_source(), key, PAYLOAD).save(ROOT / "tests/data/image_golden_embedder.png")
 
 
 if __name__ == "__main__":

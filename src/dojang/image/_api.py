@@ -8,14 +8,14 @@ import os
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 import numpy as np
 from numpy.typing import NDArray
 
 from dojang.errors import DetectionError, InputError
 from dojang.image import _codec, _io
-from dojang.image._pattern import CURRENT_VERSION, LAYOUTS, PAYLOAD_BITS
+from dojang.image._pattern import COARSE_VERSION, FINE_VERSION, LAYOUTS, PAYLOAD_BITS
 from dojang.keys import Key, KeyRing
 from dojang.stats import Detection, Verdict
 
@@ -112,11 +112,18 @@ def _like(original: Any, px: _io.Pixels) -> Any:
 
 
 # -- embedding --------------------------------------------------------------------------------------
-def embed_pixels(
-    px: _io.Pixels, key: Key, payload: bytes, *, check_existing: bool = True, version: int = CURRENT_VERSION
-) -> tuple[_io.Pixels, float]:
-    """Mark ``px``; returns the marked pixels and the PSNR of the change (dB, colour channels).
-    ``version`` picks the payload layout (only tests write anything but the current one)."""
+class Marked(NamedTuple):
+    """What :func:`embed_pixels` made: the marked pixels, the PSNR of the change (dB, colour
+    channels) and the layout version written."""
+
+    pixels: _io.Pixels
+    psnr: float
+    version: int
+
+
+def embed_pixels(px: _io.Pixels, key: Key, payload: bytes, *, check_existing: bool = True, version: int | None = None) -> Marked:
+    """Mark ``px`` with layout ``version``: by default layout 2 (the coarse frame) on smooth and
+    flat images, where WebP's smoothing takes most of a fine mark away, and layout 1 on the rest."""
     if min(px.height, px.width) < MIN_EMBED_SIDE:
         raise InputError(f"image is {px.width}x{px.height} px; a mark needs at least {MIN_EMBED_SIDE} px on the short side")
     luma = px.luma()
@@ -127,12 +134,13 @@ def embed_pixels(
             raise InputError(
                 f"the image already carries a dojang mark under key {key.key_id} (payload {found}); marks never stack"
             )
-    if version not in LAYOUTS:
+    if version is not None and version not in LAYOUTS:
         raise InputError(f"unknown payload layout version {version}")
     base = px.colour.astype(np.float32)
-    layout = LAYOUTS[version]
     activity = _codec.activity_amplitude(luma)
-    floor = SMOOTH_MIN_PSNR if _codec.is_smooth(activity) else CROP_MIN_PSNR
+    smooth = _codec.is_smooth(activity)
+    layout = LAYOUTS[version if version is not None else COARSE_VERSION if smooth else FINE_VERSION]
+    floor = SMOOTH_MIN_PSNR if smooth else CROP_MIN_PSNR
 
     def apply(delta: NDArray[np.float32]) -> _io.Pixels:
         shaped = delta if px.colour.ndim == 2 else delta[..., None]
@@ -147,6 +155,11 @@ def embed_pixels(
     for i, boost in enumerate(BOOSTS):  # the busiest textures may need more than the PSNR budget to read back
         delta = _codec.luma_delta(luma, key, payload, layout=layout, boost=boost, activity=activity)
         out = apply(delta)
+        if smooth and i == 0 and (measured := psnr(out.colour, px.colour)) < SMOOTH_MIN_PSNR:
+            # The cap predicts the luma change before the informed gains, the colour clipping and the
+            # rounding: a smooth image that still lands under its promise is scaled onto it.
+            delta = delta * np.float32(10 ** ((measured - _codec.SMOOTH_PSNR) / 20))
+            out = apply(delta)
         if not reads_back(out):
             if good is not None:  # a stronger try for robustness broke the plain read (never seen): keep the last good one
                 break
@@ -179,7 +192,7 @@ def embed_pixels(
             if reads_back(out) and _codec.log_p_weakest_edit(out.luma(), key, layout) <= math.log(EDIT_ALPHA):
                 good = (out, psnr(out.colour, px.colour), chosen)
                 break
-    return good[0], good[1]
+    return Marked(good[0], good[1], layout.version)
 
 
 def embed(image: ImageLike, key: Key, payload: bytes | str | int, *, check_existing: bool = True) -> ImageLike:
@@ -191,7 +204,7 @@ def embed(image: ImageLike, key: Key, payload: bytes | str | int, *, check_exist
     :class:`DetectionError` when the mark does not read back.
     """
     px = _pixels(image)
-    marked, _ = embed_pixels(px, key, parse_payload(payload), check_existing=check_existing)
+    marked = embed_pixels(px, key, parse_payload(payload), check_existing=check_existing).pixels
     return _like(image, marked)  # type: ignore[no-any-return]
 
 
@@ -211,14 +224,14 @@ def encode_marked(
     re-encoded at a higher quality. Returns the bytes and what was embedded (``path`` is ``name``)."""
     payload_bytes = random_payload() if payload is None else parse_payload(payload)
     px, _ = _io.read_bytes(src, name="input") if isinstance(src, bytes) else _io.read(src)
-    marked, psnr_db = embed_pixels(px, key, payload_bytes, check_existing=check_existing)
+    marked, psnr_db, version = embed_pixels(px, key, payload_bytes, check_existing=check_existing)
     qualities = [quality] if quality else ([None, 98, 100] if fmt in ("JPEG", "WEBP") else [None])
     for q in qualities:
         data = _io.encode(marked, fmt, quality=q)
         back, _ = _io.read_bytes(data, name=name)
         check = _codec.read_key(_codec.prepare(back.luma()), key, search=False)
         if check.payload == payload_bytes and check.log_p_value <= math.log(DEFAULT_ALPHA):
-            info = Embedded(name, payload_bytes, key.key_id, CURRENT_VERSION, px.width, px.height, fmt, psnr_db, True)
+            info = Embedded(name, payload_bytes, key.key_id, version, px.width, px.height, fmt, psnr_db, True)
             return data, info
         log.info("mark did not survive %s at quality %s; trying higher", fmt, q)
     raise DetectionError(f"{name}: the mark did not survive encoding as {fmt}; try .png")
@@ -295,7 +308,7 @@ class ImageDetector:
         assert best is not None and best_key is not None
         log_p = min(0.0, best.log_p_value + math.log(keys_tried))
         detected = log_p <= math.log(self.alpha)
-        layout = LAYOUTS[best.version] if best.version else LAYOUTS[CURRENT_VERSION]
+        layout = best.layout
         log.debug("best alignment %s, check matches %d/%d", best.alignment.describe(), best.check_matches, best.check_bits)
         return Detection(
             scheme=f"image/v{best.version}" if detected and best.version else SCHEME,

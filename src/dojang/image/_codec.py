@@ -20,7 +20,7 @@ stops). Fisher alone would charge a payload that does not decode (``p2 = 1``) th
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 
 import numpy as np
@@ -29,6 +29,7 @@ from scipy import ndimage
 
 from dojang.image import _sync, attacks
 from dojang.image._pattern import (
+    CANONICAL_SHORT,
     LAYOUTS,
     TILE_CELLS,
     KeyedTile,
@@ -41,9 +42,9 @@ from dojang.image._pattern import (
 )
 from dojang.keys import Key
 
-MAX_ALIGNMENTS = 8  # alignments whose bits may be read: the search's Bonferroni factor
+MAX_ALIGNMENTS = 8  # alignments whose bits may be read, over all layouts (each read with its own): the Bonferroni factor
 STATISTICS = 2  # p-values of one reading, the smaller of which is used: check bits alone, and check bits with the payload
-SEARCHED = 8  # scale/angle candidates of the coherent search that are refined and read
+SEARCHED = 8  # scale/angle candidates per layout of the coherent search that may be refined and read
 TARGET_PSNR = 42.8  # dB: the strength is lowered until the marked luma reaches it
 MIN_PSNR = 38.6  # dB: what the busiest textures may go down to
 FLAT_AMPLITUDE = 2.1  # luma levels (RMS of the pattern) where the image is flat
@@ -69,8 +70,9 @@ class Reading:
     bit_errors_corrected: int | None
     check_matches: int
     check_bits: int
-    alignment: _sync.Alignment
-    version: int | None
+    alignment: _sync.Alignment  # in the frame of ``layout``
+    version: int | None  # the layout's version when the payload decoded
+    layout: Layout  # the layout this alignment was read with
 
 
 # -- embedding -------------------------------------------------------------------------------------
@@ -97,7 +99,7 @@ def activity_amplitude(luma: NDArray[np.float32]) -> NDArray[np.float32]:
 def _margins(luma: NDArray[np.float32], tile: KeyedTile, signs: NDArray[np.float64]) -> NDArray[np.float64]:
     """Every bit's soft value as the detector reads it at the identity alignment, signed so that
     positive means 'reads correctly'."""
-    cells = _sync.read_cells(prepare(luma).residual, _sync.Alignment(1.0, 0.0))
+    cells = _sync.read_cells(prepare(luma).residual_for(tile.layout.frame), _sync.Alignment(1.0, 0.0))
     return signs * bit_soft(cells, tile)
 
 
@@ -121,7 +123,7 @@ def luma_delta(
     ``activity`` is :func:`activity_amplitude` of ``luma`` where the caller has it already.
     """
     h, w = luma.shape
-    scale = _sync.canonical_scale(h, w)
+    scale = _sync.canonical_scale(h, w, layout.frame)
     tile = keyed_tile(key, layout)
     bits = coded_bits(layout, payload)
     signs = 1.0 - 2.0 * bits.astype(np.float64)
@@ -210,9 +212,9 @@ def log_p_centre_crop(luma: NDArray[np.float32], key: Key, layout: Layout, *, fr
     h, w = luma.shape
     ch, cw = round(h * fraction), round(w * fraction)
     top, left = (h - ch) // 2, (w - cw) // 2
-    res = prepare(luma[top : top + ch, left : left + cw]).residual
+    res = prepare(luma[top : top + ch, left : left + cw]).residual_for(layout.frame)
     scale = _sync.canonical_scale(ch, cw) / _sync.canonical_scale(h, w)
-    template_fft = np.fft.rfft2(unit_template(sync_chips(key)))
+    template_fft = np.fft.rfft2(unit_template(sync_chips(key, layout.version)))
     al = _sync.align(res, scale, 0.0, template_fft)
     log_p, _, _, _ = read_alignment(_sync.read_cells(res, al), keyed_tile(key, layout))
     return log_p
@@ -249,10 +251,30 @@ def log_p_weakest_edit(luma: NDArray[np.float32], key: Key, layout: Layout) -> f
 # -- reading -----------------------------------------------------------------------------------------
 @dataclass
 class Prepared:
-    """The whitened canonical residual of one image, shared by every key tried."""
+    """One image's luma in the 256-unit canonical frame, with the whitened residual of every frame
+    a layout reads (computed when first asked for) and their spectra: shared by every key tried."""
 
-    residual: NDArray[np.float32]
-    spectrum: _sync.Spectrum | None = None
+    canonical: NDArray[np.float32]
+    residuals: dict[int, NDArray[np.float32]] = field(default_factory=dict)
+    spectra: dict[int, _sync.Spectrum] = field(default_factory=dict)
+
+    def residual_for(self, frame: int) -> NDArray[np.float32]:
+        """The whitened residual in the frame of ``frame`` units on the short side (a smaller
+        frame is resized from the 256-unit one, so it costs a fraction of the first)."""
+        if frame not in self.residuals:
+            base = self.canonical if frame == CANONICAL_SHORT else _sync.to_canonical(self.canonical, frame)
+            self.residuals[frame] = _sync.whiten(base)
+        return self.residuals[frame]
+
+    def spectrum_for(self, frame: int) -> _sync.Spectrum:
+        if frame not in self.spectra:
+            self.spectra[frame] = _sync.spectrum(self.residual_for(frame))
+        return self.spectra[frame]
+
+    @property
+    def residual(self) -> NDArray[np.float32]:
+        """The whitened residual in the 256-unit frame (layout 1's)."""
+        return self.residual_for(CANONICAL_SHORT)
 
     @property
     def blank(self) -> bool:
@@ -260,7 +282,7 @@ class Prepared:
 
 
 def prepare(luma: NDArray[np.float32]) -> Prepared:
-    return Prepared(_sync.whiten(_sync.to_canonical(luma)))
+    return Prepared(_sync.to_canonical(luma))
 
 
 def _log_fisher(log_x: float) -> float:
@@ -369,54 +391,80 @@ def read_alignment(cells: NDArray[np.float64], tile: KeyedTile) -> tuple[float, 
     return log_p, payload, errors, matches
 
 
-def read_key(prep: Prepared, key: Key, *, search: bool = True) -> Reading:
-    """The best reading of one key: the identity first, then (with ``search``) its quarter turns
-    and the best scale/angle candidates of the coherent search. The search runs only when the
-    identity does not read overwhelmingly, and a search candidate is refined locally only when it
-    is about to be read, so a clear mark at the identity costs neither."""
-    sync = sync_chips(key)
-    sync_cells = np.asarray(sync, dtype=np.float64).reshape(TILE_CELLS, TILE_CELLS)
-    template = unit_template(sync)
-    template_fft = np.fft.rfft2(template)
-    res = prep.residual
-    tiles = [keyed_tile(key, layout) for layout in LAYOUTS.values()]
-    correction = math.log(MAX_ALIGNMENTS * len(tiles))
+@dataclass(frozen=True)
+class _Frame:
+    """What reading one layout in one image needs: its frame's residual, sync template and tile."""
 
-    def best_of(al: _sync.Alignment, best: Reading | None) -> Reading:
-        cells = _sync.read_cells(res, al)
-        for tile in tiles:
-            layout = tile.layout
-            lp, payload, errors, matches = read_alignment(cells, tile)
-            reading = Reading(
-                log_p_value=min(0.0, lp + correction),
-                payload=payload,
-                bit_errors_corrected=errors,
-                check_matches=matches,
-                check_bits=layout.check_bits,
-                alignment=al,
-                version=layout.version if payload is not None else None,
-            )
-            if best is None or reading.log_p_value < best.log_p_value:
-                best = reading
+    layout: Layout
+    residual: NDArray[np.float32]
+    tile: KeyedTile
+    template_fft: NDArray[np.complex128]
+    band: NDArray[np.complex128]
+    sync_cells: NDArray[np.float64]
+
+    @classmethod
+    def of(cls, prep: Prepared, key: Key, layout: Layout) -> _Frame:
+        tile = keyed_tile(key, layout)
+        template = unit_template(tile.sync)
+        return cls(
+            layout=layout,
+            residual=prep.residual_for(layout.frame),
+            tile=tile,
+            template_fft=np.fft.rfft2(template),
+            band=_sync.band_template(template),
+            sync_cells=tile.sync.astype(np.float64),
+        )
+
+
+def read_key(prep: Prepared, key: Key, *, search: bool = True) -> Reading:
+    """The best reading of one key over every layout, each in its own frame: the identities
+    first, then (with ``search``) their quarter turns and the best scale/angle candidates of each
+    frame's coherent search, ranked together by their sync peaks. At most ``MAX_ALIGNMENTS`` are
+    read in all, each with its own layout, so the correction does not grow with the layouts. The
+    search runs only when no identity reads overwhelmingly, and a search candidate is refined
+    locally only when it is about to be read, so a clear mark at the identity costs neither."""
+    frames = [_Frame.of(prep, key, layout) for layout in LAYOUTS.values()]
+    correction = math.log(MAX_ALIGNMENTS)
+
+    def better(frame: _Frame, al: _sync.Alignment, best: Reading | None) -> Reading:
+        layout = frame.layout
+        lp, payload, errors, matches = read_alignment(_sync.read_cells(frame.residual, al), frame.tile)
+        reading = Reading(
+            log_p_value=min(0.0, lp + correction),
+            payload=payload,
+            bit_errors_corrected=errors,
+            check_matches=matches,
+            check_bits=layout.check_bits,
+            alignment=al,
+            version=layout.version if payload is not None else None,
+            layout=layout,
+        )
+        return reading if best is None or reading.log_p_value < best.log_p_value else best
+
+    best: Reading | None = None
+    if not search:
+        for frame in frames:
+            best = better(frame, _sync.align(frame.residual, 1.0, 0.0, frame.template_fft), best)
         assert best is not None
         return best
-
-    if not search:
-        return best_of(_sync.align(res, 1.0, 0.0, template_fft), None)
-    identity, *others = _sync.align_quarters(res, 1.0, 0.0, template_fft)
-    best = best_of(identity, None)
+    others: list[tuple[_Frame, _sync.Alignment, bool]] = []  # (frame, alignment, from the scale/angle search)
+    for frame in frames:
+        identity, *turns = _sync.align_quarters(frame.residual, 1.0, 0.0, frame.template_fft)
+        best = better(frame, identity, best)
+        others += [(frame, al, False) for al in turns]
+    assert best is not None
     if best.log_p_value < OVERWHELMING:
         return best
-    if prep.spectrum is None:
-        prep.spectrum = _sync.spectrum(res)
-    searched: set[int] = set()  # ids of the alignments that come from the scale/angle search
-    for scale, theta, _z in _sync.coherent_candidates(prep.spectrum, _sync.band_template(template), count=SEARCHED):
-        candidate = _sync.align(res, scale, theta, template_fft)
-        searched.add(id(candidate))
-        others.append(candidate)
-    others.sort(key=lambda a: -a.score)
-    for al in others[: MAX_ALIGNMENTS - 1]:
-        best = best_of(_refine(res, al, template_fft, sync_cells) if id(al) in searched else al, best)
+    for frame in frames:
+        grid = _sync.grid_for(frame.layout.frame)
+        spec = prep.spectrum_for(frame.layout.frame)
+        for scale, theta, _z in _sync.coherent_candidates(spec, frame.band, count=SEARCHED, grid=grid):
+            others.append((frame, _sync.align(frame.residual, scale, theta, frame.template_fft), True))
+    others.sort(key=lambda o: -o[1].score)
+    for frame, al, searched in others[: MAX_ALIGNMENTS - len(frames)]:
+        if searched:
+            al = _refine(frame.residual, al, frame.template_fft, frame.sync_cells.reshape(TILE_CELLS, TILE_CELLS))
+        best = better(frame, al, best)
         if best.log_p_value < OVERWHELMING:
             break
     return best

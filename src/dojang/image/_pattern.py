@@ -1,9 +1,12 @@
 """The keyed tile: geometry constants, payload layouts and the pattern they render.
 
 The mark is one periodic tile of ``TILE_CELLS x TILE_CELLS`` cells, repeated over the image in a
-*canonical frame* where the image's short side is ``CANONICAL_SHORT`` units (so resizing the
+*canonical frame* where the image's short side is a fixed number of units (so resizing the
 image does not move the mark, and big images get a smoother, lower-frequency pattern). A cell is
-``CELL_UNITS`` units wide; the pattern between cell centres is bilinear.
+``CELL_UNITS`` units wide; the pattern between cell centres is bilinear. Each layout names its
+frame: ``CANONICAL_SHORT`` (256) units for layout 1, ``COARSE_SHORT`` (128) for layout 2, whose
+cells are twice as wide on the image (for smooth and flat images, where WebP's smoothing takes
+away most of a fine mark).
 
 Every cell carries two keyed +-1 chips added together: a *sync* chip (the same for every layout:
 it lets the detector find the tile's position, scale and rotation) and a *data* chip that spreads
@@ -29,7 +32,8 @@ from dojang.keys import Key
 TILE_CELLS = 32  # cells per tile side
 CELL_UNITS = 2  # canonical units per cell
 TILE_UNITS = TILE_CELLS * CELL_UNITS  # tile period in canonical units
-CANONICAL_SHORT = 256  # the image's short side in canonical units
+CANONICAL_SHORT = 256  # the image's short side in canonical units (layout 1)
+COARSE_SHORT = 128  # the same for layout 2: cells twice as wide on the image
 SYNC_WEIGHT = 0.6  # sync chip amplitude relative to the data chip
 PAYLOAD_BITS = 64  # user data per mark
 VERSION_BITS = 4
@@ -44,6 +48,7 @@ class Layout:
     bch_m: int
     bch_t: int
     check_bits: int
+    frame: int = CANONICAL_SHORT  # canonical units on the image's short side
 
     def __post_init__(self) -> None:
         if not 0 < self.version < 1 << VERSION_BITS:
@@ -90,9 +95,15 @@ def _bch(m: int, t: int) -> BCH:
     return BCH(m, t)
 
 
-# Registered layouts, newest first. A decoder tries each; old marks keep decoding.
-LAYOUTS: dict[int, Layout] = {1: Layout(version=1, bch_m=7, bch_t=9, check_bits=64)}
-CURRENT_VERSION = 1
+# Registered layouts. A decoder tries each; old marks keep decoding. Layout 2 is layout 1 in the
+# coarse frame with its own keyed sync chips, chips and assignment: the embedder writes it on
+# smooth and flat images and layout 1 on the rest.
+LAYOUTS: dict[int, Layout] = {
+    1: Layout(version=1, bch_m=7, bch_t=9, check_bits=64),
+    2: Layout(version=2, bch_m=7, bch_t=9, check_bits=64, frame=COARSE_SHORT),
+}
+FINE_VERSION = 1  # photos and textures
+COARSE_VERSION = 2  # smooth and flat images
 
 
 @dataclass(frozen=True)
@@ -120,9 +131,12 @@ def _signs(material: bytes, count: int) -> NDArray[np.float32]:
     return (1.0 - 2.0 * bits.astype(np.float32)).reshape(TILE_CELLS, TILE_CELLS)
 
 
-def sync_chips(key: Key) -> NDArray[np.float32]:
+def sync_chips(key: Key, version: int = 1) -> NDArray[np.float32]:
+    """The sync chips of one layout: layout 1's are the key's ``image/sync`` material, a later
+    layout's its own (``image/v2/sync``), so one frame's search never locks onto another's tile."""
     cells = TILE_CELLS * TILE_CELLS
-    return _signs(key.derive("image/sync", length=cells // 8), cells)
+    tag = "image/sync" if version == 1 else f"image/v{version}/sync"
+    return _signs(key.derive(tag, length=cells // 8), cells)
 
 
 def keyed_tile(key: Key, layout: Layout) -> KeyedTile:
@@ -134,7 +148,8 @@ def keyed_tile(key: Key, layout: Layout) -> KeyedTile:
     order = np.lexsort((np.arange(cells), ranks))  # a keyed permutation of the cells
     assign = np.empty(cells, dtype=np.int64)
     assign[order] = np.arange(cells) % layout.data_bits
-    return KeyedTile(sync=sync_chips(key), chips=chips, assign=assign.reshape(TILE_CELLS, TILE_CELLS), layout=layout)
+    sync = sync_chips(key, layout.version)
+    return KeyedTile(sync=sync, chips=chips, assign=assign.reshape(TILE_CELLS, TILE_CELLS), layout=layout)
 
 
 def coded_bits(layout: Layout, payload: bytes) -> NDArray[np.uint8]:

@@ -43,16 +43,17 @@ class Alignment:
         return f"scale {self.scale:.4f}, rotation {angle:.2f} deg, offset ({self.offset_u:.1f}, {self.offset_v:.1f})"
 
 
-def canonical_scale(height: int, width: int) -> float:
-    return CANONICAL_SHORT / min(height, width)
+def canonical_scale(height: int, width: int, short: int = CANONICAL_SHORT) -> float:
+    """Canonical units per pixel of an image whose frame puts ``short`` units on its short side."""
+    return short / min(height, width)
 
 
-def to_canonical(luma: NDArray[np.float32]) -> NDArray[np.float32]:
-    """Area-filtered resize of full-resolution luma to the canonical frame."""
+def to_canonical(luma: NDArray[np.float32], short: int = CANONICAL_SHORT) -> NDArray[np.float32]:
+    """Area-filtered resize of full-resolution luma to the canonical frame of ``short`` units."""
     from PIL import Image
 
     h, w = luma.shape
-    f = canonical_scale(h, w)
+    f = canonical_scale(h, w, short)
     size = (max(1, round(w * f)), max(1, round(h * f)))
     if size == (w, h):
         return luma.astype(np.float32, copy=False)
@@ -75,8 +76,34 @@ def whiten(canonical: NDArray[np.float32]) -> NDArray[np.float32]:
 # sync template's conjugate spectrum and inverse-transform to get the correlation at every
 # offset. This keeps the phase (a linear, coherent statistic), which is what finds the tile on
 # busy textures where the power spectrum alone does not.
-SEARCH_SCALES = np.exp(np.arange(math.log(0.8), math.log(2.06), 0.007))
-SEARCH_ANGLES = np.radians(np.arange(-15.0, 15.01, 0.4))
+@dataclass(frozen=True)
+class SearchGrid:
+    """The scale/angle grid of the coherent search and the steps that refine its best points.
+    Its spacing follows the window: a lattice half a step off loses much of its peak when the
+    drift across the window reaches a fraction of the finest harmonic's period."""
+
+    scales: NDArray[np.float64]
+    angles: NDArray[np.float64]  # radians
+    refine: tuple[tuple[float, float], ...]  # (relative scale, radians): half, then quarter steps
+
+
+def _grid_of(scale_step: float, degrees: float) -> SearchGrid:
+    return SearchGrid(
+        np.exp(np.arange(math.log(0.8), math.log(2.06), scale_step)),
+        np.radians(np.arange(-15.0, 15.01, degrees)),
+        ((scale_step / 2, math.radians(degrees / 2)), (scale_step / 4, math.radians(degrees / 4))),
+    )
+
+
+FINE_GRID = _grid_of(0.007, 0.4)  # the 256-unit frame: a 0.7 % by 0.4 degree grid
+COARSE_GRID = _grid_of(0.014, 0.8)  # the 128-unit frame spans half as many tiles: twice the steps, a quarter of the points
+
+
+def grid_for(frame: int) -> SearchGrid:
+    """The search grid of a frame of ``frame`` units on the short side."""
+    return FINE_GRID if frame >= CANONICAL_SHORT else COARSE_GRID
+
+
 _BAND = 32  # harmonics -16 .. 15 on each axis
 _PAD = 4  # zero padding of the spectrum: nearest-bin lookups stay within 1/8 of a bin
 _SEARCH_SIDE = 512  # the coherent search looks at most at a central 512 x 512 window
@@ -124,7 +151,6 @@ _PAIR_MIRROR = np.stack(
 
 
 _REFINED = 48  # best grid points that are refined before the candidates are picked
-_REFINE_STEPS = ((0.0035, math.radians(0.2)), (0.00175, math.radians(0.1)))  # half, then quarter grid steps
 
 
 def _rotated_harmonics(angles: NDArray[np.float64]) -> tuple[NDArray[np.float32], NDArray[np.float32]]:
@@ -162,25 +188,25 @@ def _sync_scores(
 
 
 def coherent_candidates(
-    spec: Spectrum, template_band: NDArray[np.complex128], count: int = 4
+    spec: Spectrum, template_band: NDArray[np.complex128], count: int = 4, grid: SearchGrid = FINE_GRID
 ) -> list[tuple[float, float, float]]:
     """The ``count`` best (scale, angle, z) by the sync correlation peak, NMS-separated.
 
-    The grid (0.7 % by 0.4 degrees) is coarse for the highest harmonics: half a step off costs a
+    The grid (0.7 % by 0.4 degrees in the 256-unit frame) is coarse for the highest harmonics: half a step off costs a
     true lattice much of its peak, so a crop's odd scale can rank below chance peaks. The best
     ``_REFINED`` grid points are therefore refined (the best of their 3 x 3 neighbours at half,
     then quarter steps) before the candidates are ranked and separated."""
     weight = np.conj(template_band).astype(np.complex64)  # F conj(T): the correlation mirrored, same peak height
-    scores = np.empty((len(SEARCH_SCALES), len(SEARCH_ANGLES)))
-    rotated = _rotated_harmonics(SEARCH_ANGLES)
-    for i, sc in enumerate(SEARCH_SCALES):
-        scores[i] = _sync_scores(spec, weight, np.full(len(SEARCH_ANGLES), sc), SEARCH_ANGLES, rotated)
+    scores = np.empty((len(grid.scales), len(grid.angles)))
+    rotated = _rotated_harmonics(grid.angles)
+    for i, sc in enumerate(grid.scales):
+        scores[i] = _sync_scores(spec, weight, np.full(len(grid.angles), sc), grid.angles, rotated)
     grid_best = np.argsort(scores, axis=None)[::-1][:_REFINED]
     rows, cols = np.unravel_index(grid_best, scores.shape)
-    points = np.stack([SEARCH_SCALES[rows], SEARCH_ANGLES[cols]], axis=1)
+    points = np.stack([grid.scales[rows], grid.angles[cols]], axis=1)
     z = scores.flat[grid_best]
     steps = np.array([(i, j) for i in (-1, 0, 1) for j in (-1, 0, 1)], dtype=np.float64)  # (9, 2)
-    for ds, da in _REFINE_STEPS:
+    for ds, da in grid.refine:
         trial_s = (points[:, None, 0] * (1.0 + steps[None, :, 0] * ds)).ravel()
         trial_a = (points[:, None, 1] + steps[None, :, 1] * da).ravel()
         trial_z = _sync_scores(spec, weight, trial_s, trial_a).reshape(len(points), len(steps))

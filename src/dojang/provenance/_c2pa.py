@@ -143,7 +143,7 @@ def _encoding_pem() -> Any:
     return serialization.Encoding.PEM
 
 
-def ai_image_manifest(*, title: str, generator: str, payload: bytes, when: str, key_id: str) -> dict[str, Any]:
+def ai_image_manifest(*, title: str, generator: str, payload: bytes, when: str, key_id: str, version: int = 1) -> dict[str, Any]:
     """The manifest dojang signs for an AI image: created by ``generator`` (trainedAlgorithmicMedia),
     watermarked by dojang, and a soft binding that names the watermark's content id."""
     return {
@@ -163,7 +163,7 @@ def ai_image_manifest(*, title: str, generator: str, payload: bytes, when: str, 
                         {
                             "action": "c2pa.watermarked",
                             "softwareAgent": {"name": "dojang", "version": __version__},
-                            "parameters": {"description": f"invisible dojang image/v1 watermark, key {key_id}"},
+                            "parameters": {"description": f"invisible dojang image/v{version} watermark, key {key_id}"},
                             "when": when,
                         },
                     ]

@@ -73,7 +73,9 @@ def stamp_bytes(
         content_id = random_payload()
     marked, info = encode_marked(src, fmt, key, content_id, name=title)
     when = now_iso()
-    manifest = ai_image_manifest(title=title, generator=generator, payload=content_id, when=when, key_id=key.key_id)
+    manifest = ai_image_manifest(
+        title=title, generator=generator, payload=content_id, when=when, key_id=key.key_id, version=info.version
+    )
     signed, manifest_bytes = sign_asset(marked, MIME[fmt], manifest, signer)
     view = read_manifest(signed, MIME[fmt])
     if view is None or view.state == "invalid":
