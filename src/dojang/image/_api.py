@@ -147,7 +147,7 @@ def embed_pixels(px: _io.Pixels, key: Key, payload: bytes, *, check_existing: bo
         return px.with_colour(np.clip(np.rint(base + shaped), 0, 255).astype(np.uint8))
 
     def reads_back(out: _io.Pixels) -> bool:
-        check = _codec.read_key(_codec.prepare(out.luma()), key, search=False)
+        check = _codec.read_key(_codec.prepare(out.luma()), key, search=False, layouts=(layout,))
         return check.payload == payload and check.log_p_value <= math.log(STACK_ALPHA)
 
     good: tuple[_io.Pixels, float, NDArray[np.float32]] | None = None

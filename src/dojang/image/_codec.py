@@ -37,7 +37,6 @@ from dojang.image._pattern import (
     coded_bits,
     keyed_tile,
     render,
-    sync_chips,
     unit_template,
 )
 from dojang.keys import Key
@@ -124,7 +123,7 @@ def luma_delta(
     """
     h, w = luma.shape
     scale = _sync.canonical_scale(h, w, layout.frame)
-    tile = keyed_tile(key, layout)
+    tile = _keyed_material(key, layout)[0]
     bits = coded_bits(layout, payload)
     signs = 1.0 - 2.0 * bits.astype(np.float64)
     amp = activity_amplitude(luma) if activity is None else activity.copy()
@@ -214,16 +213,16 @@ def log_p_centre_crop(luma: NDArray[np.float32], key: Key, layout: Layout, *, fr
     top, left = (h - ch) // 2, (w - cw) // 2
     res = prepare(luma[top : top + ch, left : left + cw]).residual_for(layout.frame)
     scale = _sync.canonical_scale(ch, cw) / _sync.canonical_scale(h, w)
-    template_fft = np.fft.rfft2(unit_template(sync_chips(key, layout.version)))
+    tile, template_fft, _ = _keyed_material(key, layout)
     al = _sync.align(res, scale, 0.0, template_fft)
-    log_p, _, _, _ = read_alignment(_sync.read_cells(res, al), keyed_tile(key, layout))
+    log_p, _, _, _ = read_alignment(_sync.read_cells(res, al), tile)
     return log_p
 
 
 def log_p_weakest_edit(luma: NDArray[np.float32], key: Key, layout: Layout) -> float:
     """Log p-value of the weaker of two everyday edits of marked luma: the centre crop of
-    :func:`log_p_centre_crop` (before the search correction) and a WebP 50 re-encoding (read at the
-    identity without the search, as ``detect(search=False)`` reads it for one key). JPEG 50 was
+    :func:`log_p_centre_crop` (before the search correction) and a WebP 50 re-encoding (read in
+    ``layout`` at the identity without the search, as ``detect(search=False)`` reads it for one key). JPEG 50 was
     checked too at first, and it never was the weakest (21 images, 2 keys: WebP 62 times, the
     crop 13); WebP's smoothing is what takes a fine mark away.
 
@@ -244,7 +243,7 @@ def log_p_weakest_edit(luma: NDArray[np.float32], key: Key, layout: Layout) -> f
     grey = Image.fromarray(np.clip(np.rint(luma), 0, 255).astype(np.uint8), mode="L")
     for edit in EDIT_CHECKS:
         edited = np.asarray(edit(grey).convert("L"), dtype=np.float32)
-        worst = max(worst, read_key(prepare(edited), key, search=False).log_p_value)
+        worst = max(worst, read_key(prepare(edited), key, search=False, layouts=(layout,)).log_p_value)
     return worst
 
 
@@ -404,26 +403,29 @@ class _Frame:
 
     @classmethod
     def of(cls, prep: Prepared, key: Key, layout: Layout) -> _Frame:
-        tile = keyed_tile(key, layout)
-        template = unit_template(tile.sync)
-        return cls(
-            layout=layout,
-            residual=prep.residual_for(layout.frame),
-            tile=tile,
-            template_fft=np.fft.rfft2(template),
-            band=_sync.band_template(template),
-            sync_cells=tile.sync.astype(np.float64),
-        )
+        tile, template_fft, band = _keyed_material(key, layout)
+        return cls(layout, prep.residual_for(layout.frame), tile, template_fft, band, tile.sync.astype(np.float64))
 
 
-def read_key(prep: Prepared, key: Key, *, search: bool = True) -> Reading:
+@lru_cache(maxsize=32)
+def _keyed_material(key: Key, layout: Layout) -> tuple[KeyedTile, NDArray[np.complex128], NDArray[np.complex128]]:
+    """A key's tile and sync template spectra for one layout (HKDF, a sort and two FFTs: about
+    4 ms, which every reading of every image would otherwise pay again)."""
+    tile = keyed_tile(key, layout)
+    template = unit_template(tile.sync)
+    return tile, np.fft.rfft2(template), _sync.band_template(template)
+
+
+def read_key(prep: Prepared, key: Key, *, search: bool = True, layouts: tuple[Layout, ...] | None = None) -> Reading:
     """The best reading of one key over every layout, each in its own frame: the identities
     first, then (with ``search``) their quarter turns and the best scale/angle candidates of each
     frame's coherent search, ranked together by their sync peaks. At most ``MAX_ALIGNMENTS`` are
     read in all, each with its own layout, so the correction does not grow with the layouts. The
     search runs only when no identity reads overwhelmingly, and a search candidate is refined
-    locally only when it is about to be read, so a clear mark at the identity costs neither."""
-    frames = [_Frame.of(prep, key, layout) for layout in LAYOUTS.values()]
+    locally only when it is about to be read, so a clear mark at the identity costs neither.
+    ``layouts`` restricts the reading to some layouts (the embedder reads back the one it wrote);
+    the correction stays the same, so such a p-value is conservative."""
+    frames = [_Frame.of(prep, key, layout) for layout in (LAYOUTS.values() if layouts is None else layouts)]
     correction = math.log(MAX_ALIGNMENTS)
 
     def better(frame: _Frame, al: _sync.Alignment, best: Reading | None) -> Reading:
@@ -445,6 +447,8 @@ def read_key(prep: Prepared, key: Key, *, search: bool = True) -> Reading:
     if not search:
         for frame in frames:
             best = better(frame, _sync.align(frame.residual, 1.0, 0.0, frame.template_fft), best)
+            if best.log_p_value < OVERWHELMING:
+                break
         assert best is not None
         return best
     others: list[tuple[_Frame, _sync.Alignment, bool]] = []  # (frame, alignment, from the scale/angle search)
