@@ -11,9 +11,9 @@ The statistic of one alignment combines two independent pieces of evidence:
 
 Two valid p-values are formed: the check bits alone, and the check bits combined with the payload
 by Fisher's method (valid, if conservative, for discrete p-values). The smaller one is doubled (a
-union bound over the two), then multiplied by the fixed number of alignments and layouts the
-detector may test (a Bonferroni bound that holds whatever the search picks and wherever it
-stops). Fisher alone would charge a payload that does not decode (``p2 = 1``) the factor
+union bound over the two), then multiplied by the fixed number of alignments the detector may
+read over all layouts, each alignment with the one layout whose frame it belongs to (a
+Bonferroni bound that holds whatever the search picks and wherever it stops). Fisher alone would charge a payload that does not decode (``p2 = 1``) the factor
 ``1 - ln p1`` (1.2 decades at ``p1 = 1e-7``); the doubling costs 0.3.
 """
 
