@@ -63,6 +63,21 @@ def test_embed_then_detect_with_json(runner, files) -> None:  # type: ignore[no-
     assert got["verdict"] == "not_detected" and got["payload"] is None and got["bit_errors_corrected"] is None
 
 
+def test_json_names_the_layout_written_and_read(runner, files) -> None:  # type: ignore[no-untyped-def]
+    """A photo gets layout 1 and a flat graphic layout 2 (cells twice as wide); both JSON outputs say which."""
+    from dojang.bench._image import synthetic_images
+
+    synthetic_images()["flat"].save(files / "flat.png")
+    for src, version in (("cat.jpg", 1), ("flat.png", 2)):
+        out = files / f"marked-{version}.webp"
+        res = runner.invoke(main, ["image", "embed", "--key", str(files / "k1.json"), "--json", str(files / src), str(out)])
+        assert res.exit_code == 0, res.output
+        assert json.loads(res.stdout)["version"] == version
+        res = runner.invoke(main, ["image", "detect", "--key", str(files / "k1.json"), "--json", str(out)])
+        got = json.loads(res.stdout)
+        assert got["verdict"] == "detected" and got["scheme"] == f"image/v{version}"
+
+
 def test_random_payload_is_printed(runner, files) -> None:  # type: ignore[no-untyped-def]
     res = runner.invoke(main, ["image", "embed", "--key", str(files / "k1.json"), str(files / "cat.jpg"), str(files / "o.jpg")])
     assert res.exit_code == 0, res.output
