@@ -6,13 +6,14 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 from PIL import Image
 
 from dojang.image import detect, embed
-from dojang.image._pattern import LAYOUTS, coded_bits, keyed_tile
+from dojang.image._pattern import LAYOUTS, KeyedTile, coded_bits, keyed_tile
 from dojang.keys import Key
 from dojang.keys._keys import _key_id_for
 
@@ -27,19 +28,22 @@ def _sha(arr: np.ndarray) -> str:
     return hashlib.sha256(np.ascontiguousarray(arr).tobytes()).hexdigest()
 
 
+def _assert_tile_pinned(tile: KeyedTile, want: dict[str, Any]) -> None:
+    assert [int(v) for v in tile.sync[0]] == want["sync_first_row"]
+    assert [int(v) for v in tile.chips[0]] == want["chips_first_row"]
+    assert [int(v) for v in tile.assign[0]] == want["assign_first_row"]
+    assert _sha(tile.sync.astype(np.int8)) == want["sha256_sync_int8"]
+    assert _sha(tile.chips.astype(np.int8)) == want["sha256_chips_int8"]
+    assert _sha(tile.assign.astype("<i2")) == want["sha256_assign_int16"]
+
+
 def test_keyed_material_and_code_are_pinned() -> None:
     assert KEY.key_id == VECTORS["key_id"]
     layout = LAYOUTS[1]
     assert hex(layout.code.generator) == VECTORS["bch_generator_hex"]
     assert "".join(str(int(b)) for b in layout.pack(PAYLOAD)) == VECTORS["info_bits"]
     assert "".join(str(int(b)) for b in coded_bits(layout, PAYLOAD)) == VECTORS["coded_bits"]
-    tile = keyed_tile(KEY, layout)
-    assert [int(v) for v in tile.sync[0]] == VECTORS["sync_first_row"]
-    assert [int(v) for v in tile.chips[0]] == VECTORS["chips_first_row"]
-    assert [int(v) for v in tile.assign[0]] == VECTORS["assign_first_row"]
-    assert _sha(tile.sync.astype(np.int8)) == VECTORS["sha256_sync_int8"]
-    assert _sha(tile.chips.astype(np.int8)) == VECTORS["sha256_chips_int8"]
-    assert _sha(tile.assign.astype("<i2")) == VECTORS["sha256_assign_int16"]
+    _assert_tile_pinned(keyed_tile(KEY, layout), VECTORS)
 
 
 def test_layout_2_keyed_material_is_pinned() -> None:
@@ -50,13 +54,7 @@ def test_layout_2_keyed_material_is_pinned() -> None:
     code = layout.code
     assert want["layout"] == {"version": 2, "frame": 128, "bch_n": code.n, "bch_k": code.k, "bch_t": code.t, "check_bits": 64}
     assert layout.frame == 128 and "".join(str(int(b)) for b in layout.pack(PAYLOAD)) == want["info_bits"]
-    tile = keyed_tile(KEY, layout)
-    assert [int(v) for v in tile.sync[0]] == want["sync_first_row"]
-    assert [int(v) for v in tile.chips[0]] == want["chips_first_row"]
-    assert [int(v) for v in tile.assign[0]] == want["assign_first_row"]
-    assert _sha(tile.sync.astype(np.int8)) == want["sha256_sync_int8"]
-    assert _sha(tile.chips.astype(np.int8)) == want["sha256_chips_int8"]
-    assert _sha(tile.assign.astype("<i2")) == want["sha256_assign_int16"]
+    _assert_tile_pinned(keyed_tile(KEY, layout), want)
 
 
 @pytest.mark.parametrize("version", [1, 2])

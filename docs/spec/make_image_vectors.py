@@ -17,7 +17,7 @@ from PIL import Image
 from dojang.image import embed
 from dojang.image._api import embed_pixels
 from dojang.image._io import from_pil
-from dojang.image._pattern import LAYOUTS, coded_bits, keyed_tile
+from dojang.image._pattern import LAYOUTS, KeyedTile, coded_bits, keyed_tile
 from dojang.keys import Key
 from dojang.keys._keys import _key_id_for
 
@@ -41,6 +41,18 @@ def _sha(arr: np.ndarray) -> str:
     return hashlib.sha256(np.ascontiguousarray(arr).tobytes()).hexdigest()
 
 
+def _tile_vectors(tile: KeyedTile) -> dict[str, object]:
+    """The keyed material of one tile: first rows and digests of the sync chips, chips and assignment."""
+    return {
+        "sync_first_row": [int(v) for v in tile.sync[0]],
+        "chips_first_row": [int(v) for v in tile.chips[0]],
+        "assign_first_row": [int(v) for v in tile.assign[0]],
+        "sha256_sync_int8": _sha(tile.sync.astype(np.int8)),
+        "sha256_chips_int8": _sha(tile.chips.astype(np.int8)),
+        "sha256_assign_int16": _sha(tile.assign.astype("<i2")),
+    }
+
+
 def _layout_vectors(key: Key, version: int) -> dict[str, object]:
     """A later layout's keyed material (its code and bits are layout 1's where they are the same)."""
     layout = LAYOUTS[version]
@@ -55,12 +67,7 @@ def _layout_vectors(key: Key, version: int) -> dict[str, object]:
             "check_bits": layout.check_bits,
         },
         "info_bits": "".join(str(int(b)) for b in layout.pack(PAYLOAD)),
-        "sync_first_row": [int(v) for v in tile.sync[0]],
-        "chips_first_row": [int(v) for v in tile.chips[0]],
-        "assign_first_row": [int(v) for v in tile.assign[0]],
-        "sha256_sync_int8": _sha(tile.sync.astype(np.int8)),
-        "sha256_chips_int8": _sha(tile.chips.astype(np.int8)),
-        "sha256_assign_int16": _sha(tile.assign.astype("<i2")),
+        **_tile_vectors(tile),
         "golden_image": f"tests/data/image_golden_v{version}.png",
     }
 
@@ -79,12 +86,7 @@ def main() -> None:
         "bch_generator_hex": hex(layout.code.generator),
         "info_bits": "".join(str(int(b)) for b in info),
         "coded_bits": "".join(str(int(b)) for b in bits),
-        "sync_first_row": [int(v) for v in tile.sync[0]],
-        "chips_first_row": [int(v) for v in tile.chips[0]],
-        "assign_first_row": [int(v) for v in tile.assign[0]],
-        "sha256_sync_int8": _sha(tile.sync.astype(np.int8)),
-        "sha256_chips_int8": _sha(tile.chips.astype(np.int8)),
-        "sha256_assign_int16": _sha(tile.assign.astype("<i2")),
+        **_tile_vectors(tile),
         "golden_image": "tests/data/image_golden_v1.png",
         "embedder_image": "tests/data/image_golden_embedder.png",
         "v2": _layout_vectors(key, 2),
