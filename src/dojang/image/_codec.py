@@ -13,8 +13,9 @@ Two valid p-values are formed: the check bits alone, and the check bits combined
 by Fisher's method (valid, if conservative, for discrete p-values). The smaller one is doubled (a
 union bound over the two), then multiplied by the fixed number of alignments the detector may
 read over all layouts, each alignment with the one layout whose frame it belongs to (a
-Bonferroni bound that holds whatever the search picks and wherever it stops). Fisher alone would charge a payload that does not decode (``p2 = 1``) the factor
-``1 - ln p1`` (1.2 decades at ``p1 = 1e-7``); the doubling costs 0.3.
+Bonferroni bound that holds whatever the search picks and wherever it stops). Fisher alone
+would charge a payload that does not decode (``p2 = 1``) the factor ``1 - ln p1`` (1.2 decades
+at ``p1 = 1e-7``); the doubling costs 0.3.
 """
 
 from __future__ import annotations
@@ -31,7 +32,6 @@ from dojang.image import _sync, attacks
 from dojang.image._pattern import (
     CANONICAL_SHORT,
     LAYOUTS,
-    TILE_CELLS,
     KeyedTile,
     Layout,
     coded_bits,
@@ -222,9 +222,9 @@ def log_p_centre_crop(luma: NDArray[np.float32], key: Key, layout: Layout, *, fr
 def log_p_weakest_edit(luma: NDArray[np.float32], key: Key, layout: Layout) -> float:
     """Log p-value of the weaker of two everyday edits of marked luma: the centre crop of
     :func:`log_p_centre_crop` (before the search correction) and a WebP 50 re-encoding (read in
-    ``layout`` at the identity without the search, as ``detect(search=False)`` reads it for one key). JPEG 50 was
-    checked too at first, and it never was the weakest (21 images, 2 keys: WebP 62 times, the
-    crop 13); WebP's smoothing is what takes a fine mark away.
+    ``layout`` at the identity without the search, as ``detect(search=False)`` reads it for one
+    key). JPEG 50 was checked too at first, and it never was the weakest (21 images, 2 keys: WebP
+    62 times, the crop 13); WebP's smoothing is what takes a fine mark away.
 
     The embedder raises its strength while this is weak and lowers it while it stays strong, so
     the strength follows what the image needs: fine textures lose most of a mark to WebP's
@@ -399,12 +399,11 @@ class _Frame:
     tile: KeyedTile
     template_fft: NDArray[np.complex128]
     band: NDArray[np.complex128]
-    sync_cells: NDArray[np.float64]
 
     @classmethod
     def of(cls, prep: Prepared, key: Key, layout: Layout) -> _Frame:
         tile, template_fft, band = _keyed_material(key, layout)
-        return cls(layout, prep.residual_for(layout.frame), tile, template_fft, band, tile.sync.astype(np.float64))
+        return cls(layout, prep.residual_for(layout.frame), tile, template_fft, band)
 
 
 @lru_cache(maxsize=32)
@@ -455,10 +454,10 @@ def read_key(prep: Prepared, key: Key, *, search: bool = True, layouts: tuple[La
     for frame in frames:
         identity, *turns = _sync.align_quarters(frame.residual, 1.0, 0.0, frame.template_fft)
         best = better(frame, identity, best)
+        if best.log_p_value < OVERWHELMING:
+            return best
         others += [(frame, al, False) for al in turns]
     assert best is not None
-    if best.log_p_value < OVERWHELMING:
-        return best
     for frame in frames:
         grid = _sync.grid_for(frame.layout.frame)
         spec = prep.spectrum_for(frame.layout.frame)
@@ -467,7 +466,7 @@ def read_key(prep: Prepared, key: Key, *, search: bool = True, layouts: tuple[La
     others.sort(key=lambda o: -o[1].score)
     for frame, al, searched in others[: MAX_ALIGNMENTS - len(frames)]:
         if searched:
-            al = _refine(frame.residual, al, frame.template_fft, frame.sync_cells.reshape(TILE_CELLS, TILE_CELLS))
+            al = _refine(frame.residual, al, frame.template_fft, frame.tile.sync.astype(np.float64))
         best = better(frame, al, best)
         if best.log_p_value < OVERWHELMING:
             break
