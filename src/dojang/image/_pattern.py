@@ -8,8 +8,8 @@ frame: ``CANONICAL_SHORT`` (256) units for layout 1, ``COARSE_SHORT`` (128) for 
 cells are twice as wide on the image (for smooth and flat images, where WebP's smoothing takes
 away most of a fine mark).
 
-Every cell carries two keyed +-1 chips added together: a *sync* chip (the same for every layout:
-it lets the detector find the tile's position, scale and rotation) and a *data* chip that spreads
+Every cell carries two keyed +-1 chips added together: a *sync* chip (one set per layout: it
+lets the detector find the tile's position, scale and rotation) and a *data* chip that spreads
 one bit of the coded payload or one of the keyed *check* bits. Which cell carries which bit is a
 keyed permutation, so a bit's cells are scattered over the tile. All keyed material comes from
 HKDF outputs (not from a random number generator whose stream could change between numpy

@@ -1,6 +1,7 @@
 """Finding the tile again: canonical frame, whitened residual, lattice search, fold and shift.
 
-Geometry is recovered in three steps, all in the canonical frame (short side 256 units):
+Geometry is recovered in three steps, all in a layout's canonical frame (short side 256 units
+for layout 1, 128 for layout 2; each frame has its own residual and search grid):
 
 1. The autocorrelation of the whitened residual of a marked image has peaks on the tile's
    lattice; a grid search over scale and angle (then a local refinement) gives a few candidate
@@ -192,8 +193,9 @@ def coherent_candidates(
 ) -> list[tuple[float, float, float]]:
     """The ``count`` best (scale, angle, z) by the sync correlation peak, NMS-separated.
 
-    The grid (0.7 % by 0.4 degrees in the 256-unit frame) is coarse for the highest harmonics: half a step off costs a
-    true lattice much of its peak, so a crop's odd scale can rank below chance peaks. The best
+    The grid (0.7 % by 0.4 degrees in the 256-unit frame) is coarse for the highest harmonics:
+    half a step off costs a true lattice much of its peak, so a crop's odd scale can rank below
+    chance peaks. The best
     ``_REFINED`` grid points are therefore refined (the best of their 3 x 3 neighbours at half,
     then quarter steps) before the candidates are ranked and separated."""
     weight = np.conj(template_band).astype(np.complex64)  # F conj(T): the correlation mirrored, same peak height
