@@ -193,12 +193,12 @@ def test_pure_textures_survive_crops_within_the_psnr_floor() -> None:
     (and a WebP 50 re-encoding) back and spends more strength, down to its PSNR floor, until the
     weaker of them reads strongly."""
     from dojang.image import _codec
-    from dojang.image._api import CROP_MIN_PSNR, EDIT_ALPHA
+    from dojang.image._api import EDIT_ALPHA, PHOTO_MIN_PSNR
     from dojang.image._pattern import LAYOUTS
 
     brick = Image.fromarray(skdata.brick()).convert("RGB")
     out, psnr_db, _ = embed_pixels(from_pil(brick), fixed_key(1), PAYLOAD, check_existing=False)
-    assert psnr_db >= CROP_MIN_PSNR
+    assert psnr_db >= PHOTO_MIN_PSNR
     crop_p = _codec.log_p_centre_crop(out.luma(), fixed_key(1), LAYOUTS[1])
     assert crop_p <= math.log(EDIT_ALPHA)
     side = round(0.75 * brick.width)

@@ -47,12 +47,13 @@ def test_informed_gains_never_read_worse_than_the_plain_pattern(monkeypatch: pyt
 def test_a_texture_keeps_its_mark_under_a_crop_at_the_same_strength() -> None:
     """The benchmark's noise texture under its 90% centre crop read at p = 1.0e-6 with gains
     balanced in full (just over the line) and reads at about 1e-11.6 with partial steps, at the
-    same PSNR (38.6 dB): the balance fitted to the whole image is what a crop loses."""
+    same PSNR (38.6 dB; 38.2 dB since the last step for robustness lands on the 38 dB floor):
+    the balance fitted to the whole image is what a crop loses."""
     secret = bytes([0xB7, 1]) * 16  # the benchmark's key and payload
     key = Key(key_id=_key_id_for(secret), _secret=secret)
     texture = synthetic_images()["texture"]
     marked, psnr_db, _ = embed_pixels(from_pil(texture), key, bytes.fromhex("a5c3f00f1e2d3c4b"), check_existing=False)
-    assert psnr_db >= 38.5
+    assert psnr_db >= 38.0
     cropped = attacks.crop(0.9)(marked.to_pil())
     found = detect(cropped, key)
     assert found.detected and math.log10(found.p_value) <= -9

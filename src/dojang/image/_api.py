@@ -29,7 +29,9 @@ STACK_ALPHA = 1e-9  # how sure embedding must be that a mark is already there be
 PAYLOAD_BYTES = PAYLOAD_BITS // 8
 BOOSTS = (1.0, 1.2, 1.45, 1.75, 2.1)  # strengths tried in turn until the mark reads back
 EDIT_ALPHA = 1e-10  # p-value the weakest everyday edit (_codec.log_p_weakest_edit) must read at
-CROP_MIN_PSNR = 38.5  # dB: raising the strength for robustness stops before going below this (photos)
+PHOTO_MIN_PSNR = 38.0  # dB: raising the strength for robustness never goes below this (photos); a mark that does not read back at all may (the busiest textures)
+FLOOR_MARGIN = 0.2  # dB: the last step for robustness aims this far above the promise (rounding and clipping)
+FLOOR_STEP = 1.03  # the last step onto the floor is taken when it raises the strength at least this much
 SMOOTH_MIN_PSNR = 45.0  # dB promised for smooth and flat images: robustness never buys strength past it
 SPARE_ALPHA = 1e-14  # a mark whose weakest edit reads at least this clearly is tried lighter
 LIGHTER = (0.9, 0.8, 0.7)  # strength factors tried in turn (+0.9, +1.9, +3.1 dB)
@@ -140,7 +142,8 @@ def embed_pixels(px: _io.Pixels, key: Key, payload: bytes, *, check_existing: bo
     activity = _codec.activity_amplitude(luma)
     smooth = _codec.is_smooth(activity)
     layout = LAYOUTS[version if version is not None else COARSE_VERSION if smooth else FINE_VERSION]
-    floor = SMOOTH_MIN_PSNR if smooth else CROP_MIN_PSNR
+    promise = SMOOTH_MIN_PSNR if smooth else PHOTO_MIN_PSNR  # dB
+    floor = promise + FLOOR_MARGIN  # where the last step for robustness aims
 
     def apply(delta: NDArray[np.float32]) -> _io.Pixels:
         shaped = delta if px.colour.ndim == 2 else delta[..., None]
@@ -152,31 +155,45 @@ def embed_pixels(px: _io.Pixels, key: Key, payload: bytes, *, check_existing: bo
 
     good: tuple[_io.Pixels, float, NDArray[np.float32]] | None = None
     weakest = 0.0
-    for i, boost in enumerate(BOOSTS):  # the busiest textures may need more than the PSNR budget to read back
+    plain = 0.0  # measured PSNR at strength x1
+    boost, tried = 1.0, 0
+    while True:
         delta = _codec.luma_delta(luma, key, payload, layout=layout, boost=boost, activity=activity)
         out = apply(delta)
-        if smooth and i == 0 and (measured := psnr(out.colour, px.colour)) < SMOOTH_MIN_PSNR:
+        measured = psnr(out.colour, px.colour)
+        if smooth and tried == 0 and measured < SMOOTH_MIN_PSNR:
             # The cap predicts the luma change before the informed gains, the colour clipping and the
             # rounding: a smooth image that still lands under its promise is scaled onto it.
             delta = delta * np.float32(10 ** ((measured - _codec.SMOOTH_PSNR) / 20))
             out = apply(delta)
+            measured = psnr(out.colour, px.colour)
+        if tried == 0:
+            plain = measured
+        tried += 1
+        step = _next_strength(boost, plain, floor)
         if not reads_back(out):
             if good is not None:  # a stronger try for robustness broke the plain read (never seen): keep the last good one
                 break
-            log.info("mark did not read back at strength x%.2f; trying stronger", boost)
+            # The busiest textures may need more than the PSNR budget to read back at all.
+            boost = _past_floor(boost)
+            if boost is None:
+                break
+            log.info("mark did not read back; trying strength x%.2f", boost)
             continue
-        good = (out, psnr(out.colour, px.colour), delta)
+        if good is not None and measured < promise:  # the last step's rounding crossed the promise
+            break
+        good = (out, measured, delta)
         # Robustness: spend more strength while the weaker of a centre crop and a WebP 50
         # re-encoding reads weakly (pure textures lose their informed balance in a crop; fine
         # textures lose the mark to WebP's smoothing) and the PSNR floor allows it. The plain
         # strength is always judged: the lighter marks below start from it.
-        at_floor = i + 1 == len(BOOSTS) or good[1] - 20.0 * math.log10(BOOSTS[i + 1] / boost) < floor
-        if at_floor and i > 0:
+        if step is None and tried > 1:
             break
         weakest = _codec.log_p_weakest_edit(out.luma(), key, layout)
-        if at_floor or weakest <= math.log(EDIT_ALPHA):
+        if step is None or weakest <= math.log(EDIT_ALPHA):
             break
         log.info("mark reads weakly after a crop or a re-encoding at strength x%.2f; trying stronger", boost)
+        boost = step
     if good is None:
         raise DetectionError(
             "the mark did not read back from the marked pixels (the image is too uniform, saturated or busy to carry it); "
@@ -193,6 +210,23 @@ def embed_pixels(px: _io.Pixels, key: Key, payload: bytes, *, check_existing: bo
                 good = (out, psnr(out.colour, px.colour), chosen)
                 break
     return Marked(good[0], good[1], layout.version)
+
+
+def _next_strength(boost: float, plain: float, floor: float) -> float | None:
+    """The strength after ``boost``: the next of ``BOOSTS``, or the last step onto ``floor`` (dB)
+    where the next would cross it (``plain`` is the PSNR measured at x1), or None at the floor."""
+    top = 10 ** ((plain - floor) / 20)  # the strength predicted to land on the floor
+    for b in BOOSTS:
+        if b > boost * 1.001:
+            if b <= top:
+                return b
+            return top if top > boost * FLOOR_STEP else None
+    return None
+
+
+def _past_floor(boost: float) -> float | None:
+    """The next of ``BOOSTS`` above ``boost``: for a mark that reads back nowhere within its floor."""
+    return next((b for b in BOOSTS if b > boost * 1.001), None)
 
 
 def embed(image: ImageLike, key: Key, payload: bytes | str | int, *, check_existing: bool = True) -> ImageLike:
