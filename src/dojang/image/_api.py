@@ -29,7 +29,9 @@ STACK_ALPHA = 1e-9  # how sure embedding must be that a mark is already there be
 PAYLOAD_BYTES = PAYLOAD_BITS // 8
 BOOSTS = (1.0, 1.2, 1.45, 1.75, 2.1)  # strengths tried in turn until the mark reads back
 EDIT_ALPHA = 1e-10  # p-value the weakest everyday edit (_codec.log_p_weakest_edit) must read at
-PHOTO_MIN_PSNR = 38.0  # dB: raising the strength for robustness never goes below this (photos); a mark that does not read back at all may (the busiest textures)
+# dB: raising the strength for robustness never takes a photo below this; a mark that does not
+# read back at all may go under (the busiest textures: gravel)
+PHOTO_MIN_PSNR = 38.0
 FLOOR_MARGIN = 0.2  # dB: the last step for robustness aims this far above the promise (rounding and clipping)
 FLOOR_STEP = 1.03  # the last step onto the floor is taken when it raises the strength at least this much
 SMOOTH_MIN_PSNR = 45.0  # dB promised for smooth and flat images: robustness never buys strength past it
