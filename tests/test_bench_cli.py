@@ -38,7 +38,7 @@ def _check_report(out: Path, secret: bytes) -> dict:
 def test_bench_image_tiny_suite(tmp_path: Path) -> None:
     suite = tmp_path / "tiny.toml"
     suite.write_text(
-        '[image]\nimages = ["camera"]\nattacks = ["none", "crop 0.8 + jpeg 75"]\n'
+        '[image]\nimages = ["camera", "synthetic:flat"]\nattacks = ["none", "crop 0.8 + jpeg 75"]\n'
         "sweeps = { jpeg = [20, 90] }\nexamples = 1\nmax_side = 256\n"
     )
     key = fixed_key(7)
@@ -51,6 +51,7 @@ def test_bench_image_tiny_suite(tmp_path: Path) -> None:
     data = _check_report(out, key._secret)
     assert (out / "report.html").read_text().count("data:image/png;base64,") >= 7  # + original, marked, difference
     assert data["key_id"] == key.key_id and data["modality"] == "image"
+    assert data["scheme"] == "image/v1 + image/v2"  # the photo gets layout 1, flat graphics layout 2
     names = [a["name"] for a in data["attacks"]]
     assert names == ["none", "crop 80% centre + jpeg 75"]
     assert data["attacks"][0]["tpr_nominal"]["1e-06"] == 1.0  # the unattacked mark is found

@@ -164,6 +164,7 @@ def run_image(suite: ImageSuite, *, key: Key | None = None, progress: Progress =
         progress(stage, done, total)
 
     marked_by: dict[str, Image.Image] = {}
+    schemes: set[str] = set()  # the layouts the embedder chose (image/v1 on photos, image/v2 on smooth images)
     quality: dict[str, dict[str, float]] = {}
     examples = []
     for i, (name, img) in enumerate(images.items()):
@@ -172,6 +173,7 @@ def run_image(suite: ImageSuite, *, key: Key | None = None, progress: Progress =
             marked_by[name] = embed(img, key, payload)
         except DojangError as err:
             raise ConfigError(f"images: {name}: cannot be marked ({err})") from None
+        schemes.add(ImageDetector(keys=key, search=False).detect(marked_by[name]).scheme)
         quality[name] = image_quality(img, marked_by[name])
         if i < suite.examples:
             examples.append(_example(name, img, marked_by[name]))
@@ -224,8 +226,9 @@ def run_image(suite: ImageSuite, *, key: Key | None = None, progress: Progress =
         pixels.append(float(np.mean(px)))
         size_tpr.append(float(np.mean(hits)))
     length = Curve("pixels", "pixels (image scaled down)", tuple(pixels), tuple(size_tpr), suite.alpha)
+    scheme = " + ".join(sorted(schemes)) or SCHEME
     return BenchResult(
-        modality="image", scheme=SCHEME, key_id=key.key_id, suite=suite.to_dict(), null=null, attacks=results,
+        modality="image", scheme=scheme, key_id=key.key_id, suite=suite.to_dict(), null=null, attacks=results,
         length=length, sweeps=tuple(curves), quality=quality, seconds=time.perf_counter() - t0,
         environment=environment(), examples=tuple(examples),
     )  # fmt: skip
