@@ -11,7 +11,7 @@ from PIL import Image
 
 from dojang.bench._image import synthetic_images
 from dojang.image import _codec, attacks, detect
-from dojang.image._api import embed_pixels
+from dojang.image._api import embed_pixels, psnr
 from dojang.image._io import from_pil
 from dojang.image._pattern import LAYOUTS, coded_bits, keyed_tile
 from dojang.keys import Key
@@ -63,8 +63,7 @@ def _marked_at_plain_strength(img: Image.Image, key: Key) -> tuple[Image.Image, 
     px = from_pil(img)
     delta = _codec.luma_delta(px.luma(), key, PAYLOAD, layout=LAYOUTS[1])
     out = np.clip(np.rint(px.colour.astype(np.float32) + delta[..., None]), 0, 255).astype(np.uint8)
-    mse = float(np.mean((out.astype(np.float64) - px.colour) ** 2))
-    return Image.fromarray(out), 10 * math.log10(255.0**2 / mse)
+    return Image.fromarray(out), psnr(out, px.colour)
 
 
 @pytest.mark.parametrize(("name", "key_index"), [("astronaut", 1), ("chelsea", 2), ("coins", 1)])

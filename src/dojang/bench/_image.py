@@ -155,6 +155,7 @@ def run_image(suite: ImageSuite, *, key: Key | None = None, progress: Progress =
     sweeps = [(name, values, [_FACTORIES[name](int(v) if name in ("jpeg", "webp") else v) for v in values])
               for name, values in suite.sweeps]  # fmt: skip
     detector = ImageDetector(keys=key, alpha=suite.alpha)
+    plain_reader = ImageDetector(keys=key, search=False)  # which layout each marked image carries
     total = len(images) * (1 + 2 * len(attack_list) + sum(len(v) for _, v, _ in sweeps) + len(SIZE_FACTORS))
     done = 0
 
@@ -173,7 +174,7 @@ def run_image(suite: ImageSuite, *, key: Key | None = None, progress: Progress =
             marked_by[name] = embed(img, key, payload)
         except DojangError as err:
             raise ConfigError(f"images: {name}: cannot be marked ({err})") from None
-        schemes.add(ImageDetector(keys=key, search=False).detect(marked_by[name]).scheme)
+        schemes.add(plain_reader.detect(marked_by[name]).scheme)
         quality[name] = image_quality(img, marked_by[name])
         if i < suite.examples:
             examples.append(_example(name, img, marked_by[name]))

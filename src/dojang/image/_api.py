@@ -227,7 +227,8 @@ def _next_strength(boost: float, plain: float, floor: float) -> float | None:
 
 
 def _past_floor(boost: float) -> float | None:
-    """The next of ``BOOSTS`` above ``boost``: for a mark that reads back nowhere within its floor."""
+    """The next of ``BOOSTS`` above ``boost``, for a mark that has not read back yet (the busiest
+    textures may need more than their PSNR budget), or None past the last."""
     return next((b for b in BOOSTS if b > boost * 1.001), None)
 
 
