@@ -176,13 +176,16 @@ def luma_delta(
 
 
 def _informed_through(luma: NDArray[np.float32]) -> NDArray[np.float32]:
-    """``luma`` as the informed gains see it: after ``INFORMED_THROUGH`` (an 8-bit grey round trip)."""
+    """``luma`` as the informed gains see it: after ``INFORMED_THROUGH``."""
+    return luma if INFORMED_THROUGH is None else _round_trip(luma, INFORMED_THROUGH)
+
+
+def _round_trip(luma: NDArray[np.float32], edit: attacks.Attack) -> NDArray[np.float32]:
+    """``edit`` applied to luma as an 8-bit grey image."""
     from PIL import Image
 
-    if INFORMED_THROUGH is None:
-        return luma
     grey = Image.fromarray(np.clip(np.rint(luma), 0, 255).astype(np.uint8), mode="L")
-    return np.asarray(INFORMED_THROUGH(grey).convert("L"), dtype=np.float32)
+    return np.asarray(edit(grey).convert("L"), dtype=np.float32)
 
 
 def is_smooth(activity: NDArray[np.float32]) -> bool:
@@ -258,9 +261,8 @@ def log_p_weakest_edit(luma: NDArray[np.float32], key: Key, layout: Layout) -> f
         img = Image.fromarray(np.ascontiguousarray(luma, dtype=np.float32), mode="F")
         luma = np.asarray(img.resize(size, Image.Resampling.BILINEAR, reducing_gap=2.0), dtype=np.float32)
     worst = log_p_centre_crop(luma, key, layout)
-    grey = Image.fromarray(np.clip(np.rint(luma), 0, 255).astype(np.uint8), mode="L")
     for edit in EDIT_CHECKS:
-        edited = np.asarray(edit(grey).convert("L"), dtype=np.float32)
+        edited = _round_trip(luma, edit)
         worst = max(worst, read_key(prepare(edited), key, search=False, layouts=(layout,)).log_p_value)
     return worst
 
