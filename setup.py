@@ -13,7 +13,7 @@ from setuptools import Extension, setup
 def optional(name: str, source: str) -> Extension:
     """A C extension that is skipped (with its numpy fallback used) where it does not build."""
     posix = os.name == "posix"
-    return Extension(name, [source], optional=True, extra_compile_args=["-O3"] if posix else [], libraries=["m"] if posix else [])
+    return Extension(name, [source], optional=True, extra_compile_args=["-O3", "-ffp-contract=off"] if posix else [], libraries=["m"] if posix else [])
 
 
 setup(

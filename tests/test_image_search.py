@@ -25,32 +25,61 @@ GRIDS = ((0, 0), (1, 1), (1, 0), (0, 1))  # half-cell shifts (u, v) of the offse
 def _direct_scores(
     spec: _sync.Spectrum, weight: np.ndarray, scales: np.ndarray, angles: np.ndarray, grids: tuple[tuple[int, int], ...] = GRIDS
 ) -> list[float]:
-    """The definition, one candidate at a time: the real correlation on the whole-cell grid and
-    the three half-cell shifted grids, z of the peak over all 4096 values."""
+    """The definition, one candidate at a time: the real correlation summed over every scored
+    harmonic at offsets of whole cells, and of half a cell in both axes or in one, z of the peak
+    over all 4096 values."""
     full = np.fft.ifftshift(spec.values.reshape(spec.rows, spec.width))
-    bb, aa = np.meshgrid(_sync._HARM, _sync._HARM, indexing="ij")
-    ramp = np.exp(1j * np.pi * _sync._HARM / 32)
+    h = _sync._AXIS
+    bb, aa = np.meshgrid(h, h, indexing="ij")
+    cells = np.arange(32)
     out = []
     for s, a in zip(scales, angles, strict=True):
         kx = np.rint((math.cos(a) * aa - math.sin(a) * bb) * (spec.width / 64) / s).astype(int) % spec.width
         ky = np.rint((math.sin(a) * aa + math.cos(a) * bb) * (spec.rows / 64) / s).astype(int) % spec.rows
         prod = full[ky, kx].astype(np.complex128) * weight
-        values = np.concatenate([np.fft.ifft2(prod * np.outer(ramp**i, ramp**j)).real.ravel() for i, j in grids])
-        out.append(float((values.max() - values.mean()) / values.std()))
+        values = []
+        for i, j in grids:  # offsets 2 n + shift units; harmonic h turns by exp(2 pi i h t / 64)
+            ey = np.exp(2j * np.pi * np.outer(2 * cells + i, h) / 64)
+            ex = np.exp(2j * np.pi * np.outer(2 * cells + j, h) / 64)
+            values.append((ey @ prod @ ex.T).real.ravel())
+        flat = np.concatenate(values)
+        out.append(float((flat.max() - flat.mean()) / flat.std()))
     return out
 
 
-def test_sync_scores_follow_their_definition() -> None:
-    """Two grids share one complex transform, the spectrum is read by flat index from its centred
-    copy and the spread comes from one pass: the scores must still be the definition's."""
+@pytest.mark.parametrize("compiled", [True, False], ids=["compiled", "numpy"])
+def test_sync_scores_follow_their_definition(compiled: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Aliases are folded onto their bins, two grids share one complex transform and the spectrum
+    is read by flat index from its centred copy, in C or in numpy: the scores must still be the
+    definition's."""
+    if compiled and _sync._SPLAT is None:
+        pytest.skip("the compiled loops were not built here")
+    if not compiled:
+        monkeypatch.setattr(_sync, "_SPLAT", None)
     rng = np.random.default_rng(3)
     spec = _sync.spectrum(rng.standard_normal((256, 300)).astype(np.float32))
     band = _sync.band_template(rng.standard_normal((64, 64)).astype(np.float32))
     weight = np.conj(band).astype(np.complex64)
+    assert np.count_nonzero(weight) == np.count_nonzero(_sync._IN_REACH) > 1.5 * 32 * 32  # radius 24, past -16..15
     scales = np.array([0.83, 1.13, 1.57, 2.02])  # off the bin ties that either rounding may break its own way
     angles = np.radians([0.3, 3.1, -7.2, 14.6])
     got = _sync._sync_scores(spec, weight, scales, angles)
     assert got == pytest.approx(_direct_scores(spec, weight, scales, angles), rel=1e-4)
+
+
+def test_compiled_and_numpy_scores_agree(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The compiled loop picks the same bins as numpy (float32 arithmetic in the same order), so
+    the scores of a whole grid row agree to rounding."""
+    if _sync._SPLAT is None:
+        pytest.skip("the compiled loops were not built here")
+    rng = np.random.default_rng(5)
+    spec = _sync.spectrum(rng.standard_normal((256, 384)).astype(np.float32))
+    weight = np.conj(_sync.band_template(rng.standard_normal((64, 64)).astype(np.float32))).astype(np.complex64)
+    grid = _sync.FINE_GRID
+    scales = np.full(len(grid.angles), grid.scales[40])
+    compiled = _sync._sync_scores(spec, weight, scales, grid.angles)
+    monkeypatch.setattr(_sync, "_SPLAT", None)
+    assert compiled == pytest.approx(_sync._sync_scores(spec, weight, scales, grid.angles), rel=1e-5)
 
 
 def test_quadratic_vertex() -> None:
@@ -136,3 +165,30 @@ def test_chase_flips_only_where_the_check_bits_see_a_mark() -> None:
     unmarked = _codec.read_alignment(_payload_cells(noise, rng), tile)
     assert unmarked[1] is None
     assert _codec.chase_decode(LAYOUTS[1], _codec.bit_soft(_payload_cells(noise, rng), tile)[: LAYOUTS[1].code.n]) is not None
+
+
+@pytest.mark.parametrize("key_index", [1, 2])
+def test_search_scores_harmonics_past_the_bins_own(key_index: int) -> None:
+    """A 75% crop of grass (keys whose crop the old search lost): scored on harmonics -16..15
+    alone, the true lattice peaks lower and falls behind chance peaks; the whole reach (radius 24,
+    aliases folded onto their bins) keeps it among the candidates."""
+    grass = Image.fromarray(skdata.grass()).convert("RGB")
+    out, _, _ = embed_pixels(from_pil(grass), fixed_key(key_index), PAYLOAD, check_existing=False)
+    side = round(0.75 * grass.width)
+    top = (grass.width - side) // 2
+    prep = _codec.prepare(from_pil(out.to_pil().crop((top, top, top + side, top + side))).luma())
+    spec = _sync.spectrum(prep.residual)
+    reach = _sync.band_template(unit_template(sync_chips(fixed_key(key_index))))
+    own = reach * (np.arange(48)[:, None] < 32) * (np.arange(48)[None, :] < 32)  # the old band: -16..15 square
+    truth = grass.width / side
+
+    def peak(band: np.ndarray) -> float:
+        return float(_sync._sync_scores(spec, np.conj(band).astype(np.complex64), np.array([truth]), np.array([0.0]))[0])
+
+    def found(band: np.ndarray) -> bool:
+        candidates = _sync.coherent_candidates(spec, band, count=_codec.SEARCHED)
+        return any(abs(scale / truth - 1) < 0.01 and abs(math.degrees(theta)) < 0.3 for scale, theta, _ in candidates)
+
+    assert peak(reach) > peak(own) + 0.4
+    assert found(reach) and not found(own)
+    assert _codec.read_key(prep, fixed_key(key_index)).log_p_value <= math.log(1e-4)

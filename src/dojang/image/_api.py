@@ -177,9 +177,10 @@ def embed_pixels(px: _io.Pixels, key: Key, payload: bytes, *, check_existing: bo
             if good is not None:  # a stronger try for robustness broke the plain read (never seen): keep the last good one
                 break
             # The busiest textures may need more than the PSNR budget to read back at all.
-            boost = _past_floor(boost)
-            if boost is None:
+            stronger = _past_floor(boost)
+            if stronger is None:
                 break
+            boost = stronger
             log.info("mark did not read back; trying strength x%.2f", boost)
             continue
         if good is not None and measured < promise:  # the last step's rounding crossed the promise

@@ -12,6 +12,23 @@
  *       The mean residual per tile unit (64 x 64, row v, column u), every pixel in the unit
  *       nearest to it (floor(u + 0.5), floor(v + 0.5), periodic); empty units read 0.
  *
+ *   coherent(out, values, width, weight, axis, cosines, sines, inv, bins, shifts) -> None
+ *       The coherent search's inner loop (_sync._sync_scores, docs/spec/image.md section 5.2), for
+ *       n candidates at once, S harmonics per axis (32 <= S <= 48): harmonic (b, a) of candidate
+ *       i, turned by its angle to x = (float)(cos[i] axis[a] - sin[i] axis[b]) and y = (float)(sin[i]
+ *       axis[a] + cos[i] axis[b]), is read from the centred spectrum ``values`` (complex64, rows x
+ *       width, raveled) at the nearest bin, column (int)(x * (inv[i] * (width / 64)) + (width / 2
+ *       + 0.5)) and row likewise with the number of rows (the arithmetic of _sync's numpy code, so
+ *       both pick the same bins; every index must fall within the spectrum), times weight[b, a]
+ *       (a harmonic of weight 0 contributes nothing and is read at bin 0). The
+ *       first 32 harmonics of an axis are the bins' own (bins[b] = b), the rest aliases of bin
+ *       bins[b]: four grids add them in with the signs of their half-cell shifts (a grid shifted
+ *       along an axis subtracts that axis's aliases). Each grid is then
+ *       multiplied by its ramp (shifts, 4 x 32 x 32 complex64) and pairs of grids are packed
+ *       into one spectrum whose inverse transform holds their real correlations as real and
+ *       imaginary parts: out[i, p] = (q0 + i q1)[k] + conj(q0 - i q1)[-k] for the pair (q0, q1)
+ *       = grids (2p, 2p + 1). ``out`` is complex64 (n, 2, 32, 32), written in place.
+ *
  * ``res`` is a C-contiguous float32 2-d array (rows, columns). The loops run without the GIL.
  */
 #define PY_SSIZE_T_CLEAN
@@ -104,9 +121,140 @@ static PyObject *fold(PyObject *self, PyObject *args) {
     return PyBytes_FromStringAndSize((const char *)sums, sizeof sums);
 }
 
+/* A C-contiguous buffer of ``count`` items of ``itemsize`` bytes (count < 0: any), writable when asked. */
+static int get_flat(PyObject *obj, Py_buffer *view, Py_ssize_t itemsize, Py_ssize_t count, int writable, const char *name) {
+    if (PyObject_GetBuffer(obj, view, PyBUF_C_CONTIGUOUS | (writable ? PyBUF_WRITABLE : 0)) < 0) return -1;
+    if (view->itemsize != itemsize || (count >= 0 && view->len != count * itemsize) || view->len % itemsize != 0) {
+        PyBuffer_Release(view);
+        PyErr_Format(PyExc_TypeError, "%s has the wrong item size or length", name);
+        return -1;
+    }
+    return 0;
+}
+
+typedef struct { float re, im; } cfloat;
+
+#define BINS (TILE_CELLS * TILE_CELLS)
+
+static PyObject *coherent(PyObject *self, PyObject *args) {
+    PyObject *o_out, *o_values, *o_weight, *o_axis, *o_cos, *o_sin, *o_inv, *o_bins, *o_shifts;
+    Py_ssize_t width;
+    if (!PyArg_ParseTuple(args, "OOnOOOOOOO", &o_out, &o_values, &width, &o_weight, &o_axis, &o_cos, &o_sin, &o_inv, &o_bins, &o_shifts))
+        return NULL;
+    Py_buffer out, values, weight, axis, cosines, sines, inv, bins, shifts;
+    Py_buffer *views[] = {&out, &values, &weight, &axis, &cosines, &sines, &inv, &bins, &shifts};
+    int got = 0;
+    int ok = get_flat(o_inv, &inv, 4, -1, 0, "inv") == 0 && ++got;
+    const Py_ssize_t n = ok ? inv.len / 4 : 0;
+    ok = ok && get_flat(o_bins, &bins, 4, -1, 0, "bins") == 0 && ++got;
+    const Py_ssize_t side = ok ? bins.len / 4 : 0;
+    ok = ok && get_flat(o_weight, &weight, 8, side * side, 0, "weight") == 0 && ++got;
+    ok = ok && get_flat(o_axis, &axis, 8, side, 0, "axis") == 0 && ++got;
+    ok = ok && get_flat(o_cos, &cosines, 8, n, 0, "cosines") == 0 && ++got;
+    ok = ok && get_flat(o_sin, &sines, 8, n, 0, "sines") == 0 && ++got;
+    ok = ok && get_flat(o_shifts, &shifts, 8, 4 * BINS, 0, "shifts") == 0 && ++got;
+    ok = ok && get_flat(o_values, &values, 8, -1, 0, "values") == 0 && ++got;
+    ok = ok && get_flat(o_out, &out, 8, n * 2 * BINS, 1, "out") == 0 && ++got;
+    const Py_ssize_t rows = (ok && width > 0) ? values.len / 8 / width : 0;
+    const int32_t *bin = ok ? (const int32_t *)bins.buf : NULL;
+    ok = ok && side >= TILE_CELLS && side <= 48;
+    for (Py_ssize_t i = 0; ok && i < side; i++) ok = i < TILE_CELLS ? bin[i] == i : (bin[i] >= 0 && bin[i] < TILE_CELLS);
+    if (ok && (width <= 0 || rows * width * 8 != values.len)) ok = 0;
+    if (!ok) {
+        /* the views are taken in the order of ``views``, after ``inv`` (taken first) */
+        Py_buffer *order[] = {&inv, &bins, &weight, &axis, &cosines, &sines, &shifts, &values, &out};
+        for (int i = 0; i < got; i++) PyBuffer_Release(order[i]);
+        if (!PyErr_Occurred()) PyErr_SetString(PyExc_ValueError, "coherent: inconsistent sizes or bins");
+        return NULL;
+    }
+    const cfloat *val = (const cfloat *)values.buf, *wt = (const cfloat *)weight.buf, *ramp = (const cfloat *)shifts.buf;
+    const double *harm = (const double *)axis.buf, *fcos = (const double *)cosines.buf, *fsin = (const double *)sines.buf;
+    const float *finv = (const float *)inv.buf;
+    cfloat *dst = (cfloat *)out.buf;
+    const float per_col = (float)((double)width / TILE_UNITS), per_row = (float)((double)rows / TILE_UNITS);
+    const float mid_col = (float)((double)(width / 2) + 0.5), mid_row = (float)((double)(rows / 2) + 0.5);
+    Py_BEGIN_ALLOW_THREADS
+    unsigned char reach[48 * 48]; /* harmonics of weight 0 are read at bin 0 (any bin would do) */
+    for (Py_ssize_t h = 0; h < side * side; h++) reach[h] = wt[h].re != 0.0f || wt[h].im != 0.0f;
+    const int32_t centre = (int32_t)(rows / 2) * (int32_t)width + (int32_t)(width / 2);
+    cfloat q[4][BINS];
+    cfloat prod[48 * 48];
+    int32_t index[48 * 48];
+    float rows_plus[2 * 48 * TILE_CELLS], rows_minus[2 * 48 * TILE_CELLS]; /* (re, im) interleaved, 32 rows x side */
+    for (Py_ssize_t i = 0; i < n; i++) {
+        const float sc_col = finv[i] * per_col, sc_row = finv[i] * per_row;
+        const double c = fcos[i], sn = fsin[i];
+        /* 1. gather: F conj(T) at every harmonic (the nearest bins first, in a loop that vectorises) */
+        for (Py_ssize_t b = 0; b < side; b++) {
+            for (Py_ssize_t a = 0; a < side; a++) {
+                const Py_ssize_t h = b * side + a;
+                const float x = (float)(c * harm[a] - sn * harm[b]), y = (float)(sn * harm[a] + c * harm[b]);
+                const float tx = x * sc_col, ty = y * sc_row;
+                index[h] = reach[h] ? (int32_t)(ty + mid_row) * (int32_t)width + (int32_t)(tx + mid_col) : centre;
+            }
+        }
+        for (Py_ssize_t h = 0; h < side * side; h++) {
+            const cfloat w = wt[h], f = val[index[h]];
+            prod[h].re = f.re * w.re - f.im * w.im;
+            prod[h].im = f.re * w.im + f.im * w.re;
+        }
+        /* 2. fold the rows' aliases onto their bins: sum and difference (contiguous rows) */
+        const float *pf = (const float *)prod;
+        const Py_ssize_t len = 2 * side;
+        for (Py_ssize_t b = 0; b < TILE_CELLS; b++) {
+            memcpy(rows_plus + b * len, pf + b * len, len * sizeof(float));
+            memcpy(rows_minus + b * len, pf + b * len, len * sizeof(float));
+        }
+        for (Py_ssize_t b = TILE_CELLS; b < side; b++) {
+            float *plus = rows_plus + bin[b] * len, *minus = rows_minus + bin[b] * len;
+            const float *src = pf + b * len;
+            for (Py_ssize_t j = 0; j < len; j++) {
+                plus[j] += src[j];
+                minus[j] -= src[j];
+            }
+        }
+        /* 3. fold the columns: grids (0,0) = ++, (1,1) = --, (1,0) = -+, (0,1) = +- (rows, columns) */
+        const float *srcs[4] = {rows_plus, rows_minus, rows_minus, rows_plus};
+        const float col_sign[4] = {1.0f, -1.0f, 1.0f, -1.0f};
+        for (int g = 0; g < 4; g++) {
+            for (Py_ssize_t b = 0; b < TILE_CELLS; b++) {
+                const float *row = srcs[g] + b * len;
+                cfloat *dq = q[g] + b * TILE_CELLS;
+                memcpy(dq, row, TILE_CELLS * sizeof(cfloat));
+                for (Py_ssize_t a = TILE_CELLS; a < side; a++) {
+                    dq[bin[a]].re += col_sign[g] * row[2 * a];
+                    dq[bin[a]].im += col_sign[g] * row[2 * a + 1];
+                }
+            }
+        }
+        for (int g = 0; g < 4; g++) {
+            for (int k = 0; k < BINS; k++) {
+                const cfloat a = q[g][k], r = ramp[g * BINS + k];
+                q[g][k].re = a.re * r.re - a.im * r.im;
+                q[g][k].im = a.re * r.im + a.im * r.re;
+            }
+        }
+        for (int p = 0; p < 2; p++) {
+            const cfloat *q0 = q[2 * p], *q1 = q[2 * p + 1];
+            cfloat *o = dst + (i * 2 + p) * BINS;
+            for (int k = 0; k < BINS; k++) {
+                const int ky = k / TILE_CELLS, kx = k % TILE_CELLS;
+                const int m = ((TILE_CELLS - ky) % TILE_CELLS) * TILE_CELLS + (TILE_CELLS - kx) % TILE_CELLS;
+                /* (q0 + i q1)[k] + conj(q0 - i q1)[m] */
+                o[k].re = (q0[k].re - q1[k].im) + (q0[m].re + q1[m].im);
+                o[k].im = (q0[k].im + q1[k].re) - (q0[m].im - q1[m].re);
+            }
+        }
+    }
+    Py_END_ALLOW_THREADS
+    for (int i = 0; i < 9; i++) PyBuffer_Release(views[i]);
+    Py_RETURN_NONE;
+}
+
 static PyMethodDef methods[] = {
     {"cells", cells, METH_VARARGS, "cells(res, scale, theta, offset_u, offset_v) -> 1024 float64 (bytes)"},
     {"fold", fold, METH_VARARGS, "fold(res, scale, theta) -> 4096 float64 (bytes)"},
+    {"coherent", coherent, METH_VARARGS, "coherent(out, values, width, weight, axis, cosines, sines, inv, bins, shifts) -> None"},
     {NULL, NULL, 0, NULL},
 };
 

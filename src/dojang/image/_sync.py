@@ -105,7 +105,8 @@ def grid_for(frame: int) -> SearchGrid:
     return FINE_GRID if frame >= CANONICAL_SHORT else COARSE_GRID
 
 
-_BAND = 32  # harmonics -16 .. 15 on each axis
+_BAND = 32  # bins per axis of the correlation's transform: offsets of whole cells (2 units)
+_REACH = 24  # harmonics scored: all within this radius (tile harmonics)
 _PAD = 4  # zero padding of the spectrum: nearest-bin lookups stay within 1/8 of a bin
 _SEARCH_SIDE = 512  # the coherent search looks at most at a central 512 x 512 window
 
@@ -127,38 +128,65 @@ def spectrum(res: NDArray[np.float32]) -> Spectrum:
     return Spectrum(np.fft.fftshift(np.fft.fft2(win, s=(rows, width))).astype(np.complex64).ravel(), rows, width)
 
 
-def band_template(unit_template: NDArray[np.float32]) -> NDArray[np.complex128]:
-    """Harmonics -16..15 of the 64 x 64 template's DFT, in 32-point DFT order."""
-    full = np.fft.fft2(unit_template)
-    idx = np.arange(-_BAND // 2, _BAND // 2) % TILE_UNITS
-    return np.fft.ifftshift(full[np.ix_(idx, idx)])
-
-
-_HARM = np.fft.ifftshift(np.arange(-_BAND // 2, _BAND // 2)).astype(np.float64)  # DFT order
+# The correlation sampled at whole cells is the transform of the spectrum summed over harmonics 32
+# apart (their aliases), so harmonics beyond -16..15 cost gathers but no larger transform. The
+# rendered pattern is bilinear: its harmonics fall off as sinc^2(h / 32) per axis, and -16..15
+# alone lose about 15 % of the sync peak's z on textures, enough to drop a crop's true lattice
+# behind chance peaks. Within radius 24 nearly all of it is kept, and every harmonic stays under
+# the canonical image's Nyquist frequency down to scale 0.8. Per axis the gathered block holds
+# the 32 bins' own harmonics -16..15 (DFT order), then the aliases of bins 8..23: harmonics
+# -24..-17 (bins 8..15) and 16..23 (bins 16..23).
+_HARM = np.fft.ifftshift(np.arange(-_BAND // 2, _BAND // 2))  # DFT order
+_ALIASED = slice(8, 24)  # the bins that gain an alias
+_AXIS = np.concatenate([_HARM, np.arange(8, 16) - _BAND, np.arange(16, 24)]).astype(np.float64)  # (48,)
+_IN_REACH = np.hypot(_AXIS[:, None], _AXIS[None, :]) <= _REACH  # (48, 48): [b (rows), a (cols)]
 _NEG = (-np.arange(_BAND)) % _BAND  # DFT index of the negated harmonic
+_BINS = np.concatenate([np.arange(_BAND), np.arange(8, 24)]).astype(np.int32)  # the bin of each _AXIS harmonic
+
+
+def band_template(unit_template: NDArray[np.float32]) -> NDArray[np.complex128]:
+    """The 64 x 64 template's DFT at the scored harmonics, ``(48, 48)`` laid out as ``_AXIS`` on
+    both axes, zero beyond ``_REACH``."""
+    full = np.fft.fft2(unit_template)
+    idx = _AXIS.astype(np.int64) % TILE_UNITS
+    return np.asarray(full[np.ix_(idx, idx)] * _IN_REACH)
+
+
 # The band's inverse DFT gives the correlation at offsets of whole cells (2 units). A lattice
 # whose offset falls half a cell between them loses most of its high harmonics' peak (a 90 %
 # crop of a 512 px image lands there), so the correlation is taken on four grids: shifted by
-# nothing, half a cell in both axes, and half a cell in one axis. Paired for one transform each.
+# nothing, half a cell in both axes, and half a cell in one axis. A half-cell shift turns
+# harmonic h by exp(i pi h / 32): an alias (h +- 32) turns opposite to its bin's own harmonic,
+# so a shifted grid takes their difference where the unshifted one takes their sum.
 _HALF = np.exp(1j * np.pi * _HARM / _BAND)
-_SHIFTS = [(_HALF[:, None] ** i * _HALF[None, :] ** j).astype(np.complex64) for i, j in ((0, 0), (1, 1), (1, 0), (0, 1))]
-# Only the real part of each correlation is wanted: Re ifft(P) = ifft(H) with H = (P_k + conj P_-k) / 2
-# (doubled here), and ifft(H0 + i H1) = grid0 + i grid1. So a pair of grids takes one transform:
-# P_k (r0 + i r1) + conj P_-k (conj r0_-k + i conj r1_-k), with r the grids' phase ramps.
-_PAIR_DIRECT = np.stack([_SHIFTS[0] + 1j * _SHIFTS[1], _SHIFTS[2] + 1j * _SHIFTS[3]]).astype(np.complex64)
-_PAIR_MIRROR = np.stack(
-    [np.conj(r[_NEG][:, _NEG]) + 1j * np.conj(q[_NEG][:, _NEG]) for r, q in ((_SHIFTS[0], _SHIFTS[1]), (_SHIFTS[2], _SHIFTS[3]))]
-).astype(np.complex64)
+_GRIDS = ((0, 0), (1, 1), (1, 0), (0, 1))  # half-cell shifts (rows, columns)
+_SHIFTS = [(_HALF[:, None] ** i * _HALF[None, :] ** j).astype(np.complex64) for i, j in _GRIDS]
+_SHIFT_TABLE = np.stack(_SHIFTS)  # (4, 32, 32), for the compiled loop
 
 
 _REFINED = 48  # best grid points that are refined before the candidates are picked
 
 
 def _rotated_harmonics(angles: NDArray[np.float64]) -> tuple[NDArray[np.float32], NDArray[np.float32]]:
-    """Harmonic ``(a, b)`` turned by each angle: ``(x, y)`` of shape ``(len(angles), 32, 32)``."""
-    bb, aa = np.meshgrid(_HARM, _HARM, indexing="ij")  # [b (rows), a (cols)]
+    """The scored harmonics turned by each angle: ``(x, y)`` of shape ``(len(angles), 48, 48)``;
+    harmonics beyond the reach sit at 0 (their weight is 0, and bin 0 is always in range)."""
+    bb, aa = np.meshgrid(_AXIS, _AXIS, indexing="ij")  # [b (rows), a (cols)]
     c, s = np.cos(angles)[:, None, None], np.sin(angles)[:, None, None]
-    return (c * aa - s * bb).astype(np.float32), (s * aa + c * bb).astype(np.float32)
+    return ((c * aa - s * bb) * _IN_REACH).astype(np.float32), ((s * aa + c * bb) * _IN_REACH).astype(np.float32)
+
+
+def _fold_aliases(block: NDArray[np.complex64], axis: int) -> tuple[NDArray[np.complex64], NDArray[np.complex64]]:
+    """(sum, difference) of each bin's own harmonic and its alias along ``axis`` (1 or 2)."""
+    own = block[:, :_BAND] if axis == 1 else block[:, :, :_BAND]
+    alias = block[:, _BAND:] if axis == 1 else block[:, :, _BAND:]
+    plus, minus = own.copy(), own.copy()
+    if axis == 1:
+        plus[:, _ALIASED] += alias
+        minus[:, _ALIASED] -= alias
+    else:
+        plus[:, :, _ALIASED] += alias
+        minus[:, :, _ALIASED] -= alias
+    return plus, minus
 
 
 def _sync_scores(
@@ -169,19 +197,42 @@ def _sync_scores(
     rotated: tuple[NDArray[np.float32], NDArray[np.float32]] | None = None,
 ) -> NDArray[np.float64]:
     """Sync correlation peak (in standard deviations) of each (scale, angle) pair, ``(len(scales),)``,
-    over the offsets of all four grids. ``rotated`` may hold ``_rotated_harmonics(angles)``."""
+    over the offsets of all four grids. ``weight`` is the conjugate band template, ``(48, 48)``. The
+    numpy code (used where the compiled loop was not built) takes ``rotated`` =
+    ``_rotated_harmonics(angles)`` when given."""
     import scipy.fft
 
-    x, y = _rotated_harmonics(angles) if rotated is None else rotated
     inv = (1.0 / scales[:, None, None]).astype(np.float32)
+    if _SPLAT is not None:
+        out = np.empty((len(scales), 2, _BAND, _BAND), dtype=np.complex64)
+        _SPLAT.coherent(
+            out, spec.values, spec.width, np.ascontiguousarray(weight, dtype=np.complex64), _AXIS,
+            np.cos(angles), np.sin(angles), inv.ravel(), _BINS, _SHIFT_TABLE,
+        )  # fmt: skip
+        return _peak_z(scipy.fft.ifft2(out, axes=(2, 3), overwrite_x=True), len(scales))
+    x, y = _rotated_harmonics(angles) if rotated is None else rotated
     # Nearest bins of the centred spectrum (|bin| < half the padded size, so the sums stay positive
     # and truncation rounds); one flat take is several times faster than 2-d fancy indexing.
     kx = (x * (inv * np.float32(spec.width / TILE_UNITS)) + np.float32(spec.width // 2 + 0.5)).astype(np.int32)
     ky = (y * (inv * np.float32(spec.rows / TILE_UNITS)) + np.float32(spec.rows // 2 + 0.5)).astype(np.int32)
-    prod = np.take(spec.values, ky * np.int32(spec.width) + kx) * weight  # (n, 32, 32): F conj(T), the correlation's spectrum
-    mirror = np.conj(prod[:, _NEG][:, :, _NEG])
-    paired = prod[:, None] * _PAIR_DIRECT + mirror[:, None] * _PAIR_MIRROR  # (n, 2, 32, 32)
-    corr = scipy.fft.ifft2(paired, axes=(2, 3), overwrite_x=True).view(np.float32).reshape(len(scales), -1)
+    prod = np.take(spec.values, ky * np.int32(spec.width) + kx) * weight  # (n, 48, 48): F conj(T), the correlation's spectrum
+    rows_plus, rows_minus = _fold_aliases(prod, 1)
+    pp, pm = _fold_aliases(rows_plus, 2)
+    mp, mm = _fold_aliases(rows_minus, 2)
+    grids = [g * shift for g, shift in zip((pp, mm, mp, pm), _SHIFTS, strict=True)]  # (n, 32, 32) each, as _GRIDS
+    # Only the real part of each correlation is wanted: Re ifft(Q) = ifft((Q_k + conj Q_-k) / 2), and
+    # ifft(H0 + i H1) = ifft(H0) + i ifft(H1): so a pair of grids takes one transform.
+    paired = np.empty((len(scales), 2, _BAND, _BAND), dtype=np.complex64)
+    for p, (q0, q1) in enumerate(((grids[0], grids[1]), (grids[2], grids[3]))):
+        direct = q0 + 1j * q1
+        paired[:, p] = direct + np.conj(q0 - 1j * q1)[:, _NEG][:, :, _NEG]
+    return _peak_z(scipy.fft.ifft2(paired, axes=(2, 3), overwrite_x=True), len(scales))
+
+
+def _peak_z(transformed: NDArray[np.complex64], n: int) -> NDArray[np.float64]:
+    """z of the peak over every grid's offsets, per candidate: ``transformed`` holds pairs of
+    grids as the real and imaginary parts."""
+    corr = transformed.view(np.float32).reshape(n, -1)
     count = corr.shape[1]
     mean = corr.sum(axis=1, dtype=np.float64) / count
     var = np.einsum("ij,ij->i", corr, corr, dtype=np.float64) / count - mean * mean
@@ -200,7 +251,7 @@ def coherent_candidates(
     then quarter steps) before the candidates are ranked and separated."""
     weight = np.conj(template_band).astype(np.complex64)  # F conj(T): the correlation mirrored, same peak height
     scores = np.empty((len(grid.scales), len(grid.angles)))
-    rotated = _rotated_harmonics(grid.angles)
+    rotated = _rotated_harmonics(grid.angles) if _SPLAT is None else None  # numpy's, reused over the scales
     for i, sc in enumerate(grid.scales):
         scores[i] = _sync_scores(spec, weight, np.full(len(grid.angles), sc), grid.angles, rotated)
     grid_best = np.argsort(scores, axis=None)[::-1][:_REFINED]
