@@ -35,3 +35,35 @@ def test_compiled_loops_take_only_float32_matrices() -> None:
         SPLAT.cells(np.zeros((8, 8)), 1.0, 0.0, 0.0, 0.0)
     with pytest.raises(TypeError, match="float32 2-d"):
         SPLAT.fold(np.zeros(8, dtype=np.float32), 1.0, math.pi)
+
+
+def test_compiled_search_loop_checks_its_buffers() -> None:
+    """The coherent search's loop reads a spectrum by computed index: buffers of the wrong type or
+    size are refused before it runs."""
+    values = np.zeros(64 * 64, dtype=np.complex64)
+    weight = np.zeros((48, 48), dtype=np.complex64)
+    out = np.empty((1, 2, 32, 32), dtype=np.complex64)
+    args = (
+        values,
+        64,
+        weight,
+        _sync._AXIS,
+        np.ones(1),
+        np.zeros(1),
+        np.ones(1, dtype=np.float32),
+        _sync._BINS,
+        _sync._SHIFT_TABLE,
+    )
+    SPLAT.coherent(out, *args)  # consistent: runs
+    with pytest.raises(TypeError, match="out"):
+        SPLAT.coherent(np.empty((2, 2, 32, 32), dtype=np.complex64), *args)
+    with pytest.raises(TypeError, match="weight"):
+        SPLAT.coherent(out, values, 64, weight.astype(np.complex128), *args[3:])
+    with pytest.raises(ValueError, match="inconsistent"):
+        SPLAT.coherent(out, values, 63, *args[2:])  # not a whole number of rows
+    with pytest.raises(ValueError, match="inconsistent"):
+        SPLAT.coherent(out, *args[:7], _sync._BINS[::-1].copy(), _sync._SHIFT_TABLE)  # the first 32 must be the bins' own
+    with pytest.raises(ValueError, match="beyond the spectrum"):
+        SPLAT.coherent(
+            out, values, 64, np.ones_like(weight), *args[3:6], np.full(1, 2.0, dtype=np.float32), *args[7:]
+        )  # scale 0.5

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from dojang.image import _codec, _sync
+from dojang.image import _codec, _sync, attacks
 from dojang.image._api import embed_pixels
 from dojang.image._io import from_pil
 from dojang.image._pattern import LAYOUTS, coded_bits, keyed_tile, sync_chips, unit_template
@@ -192,3 +192,30 @@ def test_search_scores_harmonics_past_the_bins_own(key_index: int) -> None:
     assert peak(reach) > peak(own) + 0.4
     assert found(reach) and not found(own)
     assert _codec.read_key(prep, fixed_key(key_index)).log_p_value <= math.log(1e-4)
+
+
+def test_the_identity_is_read_at_the_exact_origin() -> None:
+    """A non-geometric edit keeps the tile at offset 0. The fold's fitted offset is pulled by a
+    texture's own content (grass, key 2: a fifth of a unit), and bits balanced for offset 0 read
+    worse there; so the identity is read at the origin and the fitted offset only after it."""
+    grass = Image.fromarray(skdata.grass()).convert("RGB")
+    out, _, _ = embed_pixels(from_pil(grass), fixed_key(2), PAYLOAD, check_existing=False)
+    prep = _codec.prepare(from_pil(attacks.webp(50)(out.to_pil())).luma())
+    frame = _codec._Frame.of(prep, fixed_key(2), LAYOUTS[1])
+    fitted = _sync.align(frame.residual, 1.0, 0.0, frame.template_fft)
+    assert math.hypot(fitted.offset_u, fitted.offset_v) > 0.1
+    at_fitted = _codec.read_alignment(_sync.read_cells(frame.residual, fitted), frame.tile)[0]
+    reading = _codec.read_key(prep, fixed_key(2), search=False)
+    assert (reading.alignment.offset_u, reading.alignment.offset_v) == (0.0, 0.0)
+    assert reading.log_p_value - math.log(_codec.MAX_ALIGNMENTS) <= at_fitted - 2 * math.log(10)  # 1e-17.9 against 1e-14.1
+
+
+def test_a_crop_of_the_long_side_reads_at_its_fitted_offset() -> None:
+    """Cropping the long side keeps the canonical scale but moves the tile: the fitted offset at
+    scale 1 is read after the origin, without the search."""
+    coffee = Image.fromarray(skdata.coffee()).convert("RGB")  # 600 x 400
+    out, _, _ = embed_pixels(from_pil(coffee), fixed_key(1), PAYLOAD, check_existing=False)
+    cropped = out.to_pil().crop((7, 0, coffee.width, coffee.height))
+    reading = _codec.read_key(_codec.prepare(from_pil(cropped).luma()), fixed_key(1), search=False)
+    assert reading.payload == PAYLOAD and reading.log_p_value <= math.log(1e-9)
+    assert reading.alignment.scale == 1.0 and abs(reading.alignment.offset_u - 7 * 256 / 400) < 0.5

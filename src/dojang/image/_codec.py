@@ -437,8 +437,9 @@ def _keyed_material(key: Key, layout: Layout) -> tuple[KeyedTile, NDArray[np.com
 
 def read_key(prep: Prepared, key: Key, *, search: bool = True, layouts: tuple[Layout, ...] | None = None) -> Reading:
     """The best reading of one key over every layout, each in its own frame: the identities
-    first, then (with ``search``) their quarter turns and the best scale/angle candidates of each
-    frame's coherent search, ranked together by their sync peaks. At most ``MAX_ALIGNMENTS`` are
+    first (at the exact origin), then the offsets fitted at scale 1; with ``search``, those
+    offsets, their quarter turns and the best scale/angle candidates of each frame's coherent
+    search, ranked together by their sync peaks. At most ``MAX_ALIGNMENTS`` are
     read in all, each with its own layout, so the correction does not grow with the layouts. The
     search runs only when no identity reads overwhelmingly, and a search candidate is refined
     locally only when it is about to be read, so a clear mark at the identity costs neither.
@@ -463,21 +464,25 @@ def read_key(prep: Prepared, key: Key, *, search: bool = True, layouts: tuple[La
         return reading if best is None or reading.log_p_value < best.log_p_value else best
 
     best: Reading | None = None
-    if not search:
-        for frame in frames:
-            best = better(frame, _sync.align(frame.residual, 1.0, 0.0, frame.template_fft), best)
-            if best.log_p_value < OVERWHELMING:
-                break
-        assert best is not None
-        return best
-    others: list[tuple[_Frame, _sync.Alignment, bool]] = []  # (frame, alignment, from the scale/angle search)
-    for frame in frames:
-        identity, *turns = _sync.align_quarters(frame.residual, 1.0, 0.0, frame.template_fft)
-        best = better(frame, identity, best)
+    for frame in frames:  # nothing moved: scale 1, no turn, offset 0 (every non-geometric edit)
+        best = better(frame, _sync.Alignment(1.0, 0.0), best)
         if best.log_p_value < OVERWHELMING:
             return best
-        others += [(frame, al, False) for al in turns]
     assert best is not None
+    # Offsets fitted at scale 1 (a crop of the long side moves the tile, not its scale): read
+    # after the identity. The fit is pulled by the image's own texture, a third of a unit on
+    # gravel, where the mark balanced for offset 0 then reads 40 bits wrong; so it does not
+    # replace the identity.
+    fitted = [(frame, _sync.align_quarters(frame.residual, 1.0, 0.0, frame.template_fft)) for frame in frames]
+    if not search:
+        for frame, (shifted, *_turns) in fitted:
+            best = better(frame, shifted, best)
+            if best.log_p_value < OVERWHELMING:
+                break
+        return best
+    others: list[tuple[_Frame, _sync.Alignment, bool]] = []  # (frame, alignment, from the scale/angle search)
+    for frame, quarters in fitted:
+        others += [(frame, al, False) for al in quarters]
     for frame in frames:
         grid = _sync.grid_for(frame.layout.frame)
         spec = prep.spectrum_for(frame.layout.frame)

@@ -19,7 +19,7 @@
  *       axis[a] + cos[i] axis[b]), is read from the centred spectrum ``values`` (complex64, rows x
  *       width, raveled) at the nearest bin, column (int)(x * (inv[i] * (width / 64)) + (width / 2
  *       + 0.5)) and row likewise with the number of rows (the arithmetic of _sync's numpy code, so
- *       both pick the same bins; every index must fall within the spectrum), times weight[b, a]
+ *       both pick the same bins; a bin beyond the spectrum is an error), times weight[b, a]
  *       (a harmonic of weight 0 contributes nothing and is read at bin 0). The
  *       first 32 harmonics of an axis are the bins' own (bins[b] = b), the rest aliases of bin
  *       bins[b]: four grids add them in with the signs of their half-cell shifts (a grid shifted
@@ -173,6 +173,7 @@ static PyObject *coherent(PyObject *self, PyObject *args) {
     cfloat *dst = (cfloat *)out.buf;
     const float per_col = (float)((double)width / TILE_UNITS), per_row = (float)((double)rows / TILE_UNITS);
     const float mid_col = (float)((double)(width / 2) + 0.5), mid_row = (float)((double)(rows / 2) + 0.5);
+    int outside = 0; /* a harmonic beyond the spectrum: the scale is too small for it (an error) */
     Py_BEGIN_ALLOW_THREADS
     unsigned char reach[48 * 48]; /* harmonics of weight 0 are read at bin 0 (any bin would do) */
     for (Py_ssize_t h = 0; h < side * side; h++) reach[h] = wt[h].re != 0.0f || wt[h].im != 0.0f;
@@ -190,7 +191,10 @@ static PyObject *coherent(PyObject *self, PyObject *args) {
                 const Py_ssize_t h = b * side + a;
                 const float x = (float)(c * harm[a] - sn * harm[b]), y = (float)(sn * harm[a] + c * harm[b]);
                 const float tx = x * sc_col, ty = y * sc_row;
-                index[h] = reach[h] ? (int32_t)(ty + mid_row) * (int32_t)width + (int32_t)(tx + mid_col) : centre;
+                const int32_t kx = (int32_t)(tx + mid_col), ky = (int32_t)(ty + mid_row);
+                const int inside = kx >= 0 && kx < width && ky >= 0 && ky < rows;
+                outside |= reach[h] && !inside;
+                index[h] = reach[h] && inside ? ky * (int32_t)width + kx : centre;
             }
         }
         for (Py_ssize_t h = 0; h < side * side; h++) {
@@ -248,6 +252,10 @@ static PyObject *coherent(PyObject *self, PyObject *args) {
     }
     Py_END_ALLOW_THREADS
     for (int i = 0; i < 9; i++) PyBuffer_Release(views[i]);
+    if (outside) {
+        PyErr_SetString(PyExc_ValueError, "coherent: a harmonic falls beyond the spectrum (scale too small for its size)");
+        return NULL;
+    }
     Py_RETURN_NONE;
 }
 
