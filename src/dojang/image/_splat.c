@@ -142,8 +142,8 @@ static PyObject *coherent(PyObject *self, PyObject *args) {
     if (!PyArg_ParseTuple(args, "OOnOOOOOOO", &o_out, &o_values, &width, &o_weight, &o_axis, &o_cos, &o_sin, &o_inv, &o_bins, &o_shifts))
         return NULL;
     Py_buffer out, values, weight, axis, cosines, sines, inv, bins, shifts;
-    Py_buffer *views[] = {&out, &values, &weight, &axis, &cosines, &sines, &inv, &bins, &shifts};
-    int got = 0;
+    Py_buffer *taken[] = {&inv, &bins, &weight, &axis, &cosines, &sines, &shifts, &values, &out}; /* in this order */
+    int got = 0; /* how many of ``taken`` are held */
     int ok = get_flat(o_inv, &inv, 4, -1, 0, "inv") == 0 && ++got;
     const Py_ssize_t n = ok ? inv.len / 4 : 0;
     ok = ok && get_flat(o_bins, &bins, 4, -1, 0, "bins") == 0 && ++got;
@@ -159,11 +159,9 @@ static PyObject *coherent(PyObject *self, PyObject *args) {
     const int32_t *bin = ok ? (const int32_t *)bins.buf : NULL;
     ok = ok && side >= TILE_CELLS && side <= 48;
     for (Py_ssize_t i = 0; ok && i < side; i++) ok = i < TILE_CELLS ? bin[i] == i : (bin[i] >= 0 && bin[i] < TILE_CELLS);
-    if (ok && (width <= 0 || rows * width * 8 != values.len)) ok = 0;
+    if (ok && (width <= 0 || rows * width * 8 != values.len || rows * width > INT32_MAX)) ok = 0;
     if (!ok) {
-        /* the views are taken in the order of ``views``, after ``inv`` (taken first) */
-        Py_buffer *order[] = {&inv, &bins, &weight, &axis, &cosines, &sines, &shifts, &values, &out};
-        for (int i = 0; i < got; i++) PyBuffer_Release(order[i]);
+        for (int i = 0; i < got; i++) PyBuffer_Release(taken[i]);
         if (!PyErr_Occurred()) PyErr_SetString(PyExc_ValueError, "coherent: inconsistent sizes or bins");
         return NULL;
     }
@@ -185,7 +183,7 @@ static PyObject *coherent(PyObject *self, PyObject *args) {
     for (Py_ssize_t i = 0; i < n; i++) {
         const float sc_col = finv[i] * per_col, sc_row = finv[i] * per_row;
         const double c = fcos[i], sn = fsin[i];
-        /* 1. gather: F conj(T) at every harmonic (the nearest bins first, in a loop that vectorises) */
+        /* 1. gather: F conj(T) at every harmonic (the nearest bins first, then the reads) */
         for (Py_ssize_t b = 0; b < side; b++) {
             for (Py_ssize_t a = 0; a < side; a++) {
                 const Py_ssize_t h = b * side + a;
@@ -251,7 +249,7 @@ static PyObject *coherent(PyObject *self, PyObject *args) {
         }
     }
     Py_END_ALLOW_THREADS
-    for (int i = 0; i < 9; i++) PyBuffer_Release(views[i]);
+    for (int i = 0; i < got; i++) PyBuffer_Release(taken[i]);
     if (outside) {
         PyErr_SetString(PyExc_ValueError, "coherent: a harmonic falls beyond the spectrum (scale too small for its size)");
         return NULL;

@@ -141,7 +141,7 @@ _ALIASED = slice(8, 24)  # the bins that gain an alias
 _AXIS = np.concatenate([_HARM, np.arange(8, 16) - _BAND, np.arange(16, 24)]).astype(np.float64)  # (48,)
 _IN_REACH = np.hypot(_AXIS[:, None], _AXIS[None, :]) <= _REACH  # (48, 48): [b (rows), a (cols)]
 _NEG = (-np.arange(_BAND)) % _BAND  # DFT index of the negated harmonic
-_BINS = np.concatenate([np.arange(_BAND), np.arange(8, 24)]).astype(np.int32)  # the bin of each _AXIS harmonic
+_BINS = (_AXIS.astype(np.int64) % _BAND).astype(np.int32)  # the bin of each _AXIS harmonic (32 apart share one)
 
 
 def band_template(unit_template: NDArray[np.float32]) -> NDArray[np.complex128]:
