@@ -152,7 +152,7 @@ def embed_pixels(px: _io.Pixels, key: Key, payload: bytes, *, check_existing: bo
         return px.with_colour(np.clip(np.rint(base + shaped), 0, 255).astype(np.uint8))
 
     def reads_back(out: _io.Pixels) -> bool:
-        check = _codec.read_key(_codec.prepare(out.luma()), key, search=False, layouts=(layout,))
+        check = _codec.read_key(_codec.prepare(out.luma()), key, search=False, layouts=(layout,), sync_evidence=False)
         return check.payload == payload and check.log_p_value <= math.log(STACK_ALPHA)
 
     good: tuple[_io.Pixels, float, NDArray[np.float32]] | None = None
@@ -267,7 +267,7 @@ def encode_marked(
     for q in qualities:
         data = _io.encode(marked, fmt, quality=q)
         back, _ = _io.read_bytes(data, name=name)
-        check = _codec.read_key(_codec.prepare(back.luma()), key, search=False)
+        check = _codec.read_key(_codec.prepare(back.luma()), key, search=False, sync_evidence=False)  # as the embedder judges
         if check.payload == payload_bytes and check.log_p_value <= math.log(DEFAULT_ALPHA):
             info = Embedded(name, payload_bytes, key.key_id, version, px.width, px.height, fmt, psnr_db, True)
             return data, info

@@ -42,7 +42,8 @@ from dojang.image._pattern import (
 from dojang.keys import Key
 
 MAX_ALIGNMENTS = 8  # alignments whose bits may be read, over all layouts (each read with its own): the Bonferroni factor
-STATISTICS = 2  # p-values of one reading, the smaller of which is used: check bits alone, and check bits with the payload
+STATISTICS = 2  # p-values of one reading, the smaller of which is used: the evidence alone, and the evidence with the payload
+SYNC_GROUP = 4  # sync cells summed into one unit of the sync statistic (read only at the exact origin)
 SEARCHED = 8  # scale/angle candidates per layout of the coherent search that may be refined and read
 TARGET_PSNR = 42.8  # dB: the strength is lowered until the marked luma reaches it
 MIN_PSNR = 38.6  # dB: what the busiest textures may go down to
@@ -263,7 +264,7 @@ def log_p_weakest_edit(luma: NDArray[np.float32], key: Key, layout: Layout) -> f
     worst = log_p_centre_crop(luma, key, layout)
     for edit in EDIT_CHECKS:
         edited = _round_trip(luma, edit)
-        worst = max(worst, read_key(prepare(edited), key, search=False, layouts=(layout,)).log_p_value)
+        worst = max(worst, read_key(prepare(edited), key, search=False, layouts=(layout,), sync_evidence=False).log_p_value)
     return worst
 
 
@@ -304,9 +305,16 @@ def prepare(luma: NDArray[np.float32]) -> Prepared:
     return Prepared(_sync.to_canonical(luma))
 
 
-def _log_fisher(log_x: float) -> float:
-    """log P(-2 ln(U1 U2) >= -2 log_x) for independent uniforms: x (1 - ln x)."""
-    return log_x + math.log1p(-log_x) if log_x < 0 else 0.0
+def _log_fisher(log_x: float, count: int = 2) -> float:
+    """log P(U1 ... Uk <= x) for ``count`` independent uniforms (Fisher's method):
+    ``x sum_{j<k} (-ln x)^j / j!``; for two, x (1 - ln x)."""
+    if log_x >= 0:
+        return 0.0
+    term, total = 1.0, 1.0
+    for j in range(1, count):
+        term *= -log_x / j
+        total += term
+    return log_x + math.log(total)
 
 
 def _balanced_gains(host: NDArray[np.float64], per_unit: NDArray[np.float64]) -> NDArray[np.float64]:
@@ -357,6 +365,17 @@ def log_signed_rank_sf(soft: NDArray[np.float64]) -> float:
     return math.log(float(_signed_rank_tail(len(soft))[statistic]))
 
 
+def log_sync_sf(cells: NDArray[np.float64], tile: KeyedTile) -> float:
+    """Exact log p-value of the sync chips, for an alignment chosen without looking at them (the
+    exact origin, which every non-geometric edit keeps): every cell times its sync chip, summed in
+    groups of ``SYNC_GROUP`` cells, Wilcoxon's signed-rank statistic of the groups. Under the null
+    hypothesis the sync chips are fair coins independent of the cells, so each group's sign is a
+    fair coin given every magnitude. Elsewhere the search chose the alignment by these chips, and
+    they are no evidence there."""
+    units = (cells * tile.sync.astype(np.float64)).reshape(-1, SYNC_GROUP).sum(axis=1)
+    return log_signed_rank_sf(units)
+
+
 CHASE_FLIPS = 6  # least reliable bits whose flips are tried when plain decoding fails
 CHASE_GATE = math.log(1e-2)  # flips are tried only when the check bits alone reach this log p
 
@@ -386,27 +405,39 @@ def chase_decode(layout: Layout, soft: NDArray[np.float64], *, flips: int = CHAS
     return best
 
 
-def read_alignment(cells: NDArray[np.float64], tile: KeyedTile) -> tuple[float, bytes | None, int | None, int]:
+def read_alignment(
+    cells: NDArray[np.float64], tile: KeyedTile, *, at_origin: bool = False
+) -> tuple[float, bytes | None, int | None, int]:
     """(log p before the search correction, payload, errors corrected, check matches); the log p is
-    that of the smaller of the two statistics, doubled."""
+    that of the smaller of the two statistics, doubled. The evidence is the check bits' p-value,
+    and ``at_origin`` (an alignment chosen without the image: the exact origin) the check bits'
+    and the sync chips' together (Fisher): the sync chips carry as much of the mark as the check
+    bits, so a mark that a non-geometric edit left weak reads about twice as many decades."""
     layout = tile.layout
     soft = bit_soft(cells, tile)
     n = layout.code.n
     check = soft[n:]
     matches = int((check > 0).sum())  # a tie counts as a mismatch
     log_p_check = log_signed_rank_sf(check)
+    log_parts, parts = log_p_check, 1  # the sum of the evidence's log p-values, and how many
+    if at_origin:
+        # Independent of the check bits under the null hypothesis: the check bits' p-value is exact
+        # given the cells and the sync chips (the regression on the sync chips included).
+        log_parts, parts = log_p_check + log_sync_sf(cells, tile), 2
+    log_evidence = _log_fisher(log_parts, parts)
     payload, errors, log_p_payload = None, None, 0.0
     word = soft[:n]
     if not (word == 0).any():
-        # The 63 flip patterns are spent only where the check bits already see a mark. Beyond the
+        # The 63 flip patterns are spent only where the evidence already sees a mark. Beyond the
         # gate a word that needs flips (10+ bits changed) could bring the reading no lower than
         # 6e-5 after the corrections, and it costs most of the time spent on unmarked images.
-        # The gate looks only at the check bits, so the payload's p-value stays valid.
-        found = chase_decode(layout, word, flips=CHASE_FLIPS if log_p_check <= CHASE_GATE else 0)
+        # The gate looks only at the check bits and sync chips, so the payload's p-value stays valid.
+        found = chase_decode(layout, word, flips=CHASE_FLIPS if log_evidence <= CHASE_GATE else 0)
         if found is not None:
             payload, errors = found
             log_p_payload = min(0.0, layout.log_false_payload(errors))
-    log_p = min(log_p_check, _log_fisher(log_p_check + log_p_payload)) + math.log(STATISTICS)
+    combined = _log_fisher(log_parts + log_p_payload, parts + 1)
+    log_p = min(log_evidence, combined) + math.log(STATISTICS)
     return log_p, payload, errors, matches
 
 
@@ -435,7 +466,9 @@ def _keyed_material(key: Key, layout: Layout) -> tuple[KeyedTile, NDArray[np.com
     return tile, np.fft.rfft2(template), _sync.band_template(template)
 
 
-def read_key(prep: Prepared, key: Key, *, search: bool = True, layouts: tuple[Layout, ...] | None = None) -> Reading:
+def read_key(
+    prep: Prepared, key: Key, *, search: bool = True, layouts: tuple[Layout, ...] | None = None, sync_evidence: bool = True
+) -> Reading:
     """The best reading of one key over every layout, each in its own frame: the identities
     first (at the exact origin), then the offsets fitted at scale 1; with ``search``, those
     offsets, their quarter turns and the best scale/angle candidates of each frame's coherent
@@ -444,13 +477,15 @@ def read_key(prep: Prepared, key: Key, *, search: bool = True, layouts: tuple[La
     search runs only when no identity reads overwhelmingly, and a search candidate is refined
     locally only when it is about to be read, so a clear mark at the identity costs neither.
     ``layouts`` restricts the reading to some layouts (the embedder reads back the one it wrote);
-    the correction stays the same, so such a p-value is conservative."""
+    the correction stays the same, so such a p-value is conservative. ``sync_evidence``: the
+    identities read the sync chips as evidence too (:func:`read_alignment`); the embedder judges
+    its edits without them, so that its strength policy keeps the margins it was measured with."""
     frames = [_Frame.of(prep, key, layout) for layout in (LAYOUTS.values() if layouts is None else layouts)]
     correction = math.log(MAX_ALIGNMENTS)
 
-    def better(frame: _Frame, al: _sync.Alignment, best: Reading | None) -> Reading:
+    def better(frame: _Frame, al: _sync.Alignment, best: Reading | None, *, at_origin: bool = False) -> Reading:
         layout = frame.layout
-        lp, payload, errors, matches = read_alignment(_sync.read_cells(frame.residual, al), frame.tile)
+        lp, payload, errors, matches = read_alignment(_sync.read_cells(frame.residual, al), frame.tile, at_origin=at_origin)
         reading = Reading(
             log_p_value=min(0.0, lp + correction),
             payload=payload,
@@ -465,7 +500,7 @@ def read_key(prep: Prepared, key: Key, *, search: bool = True, layouts: tuple[La
 
     best: Reading | None = None
     for frame in frames:  # nothing moved: scale 1, no turn, offset 0 (every non-geometric edit)
-        best = better(frame, _sync.Alignment(1.0, 0.0), best)
+        best = better(frame, _sync.Alignment(1.0, 0.0), best, at_origin=sync_evidence)
         if best.log_p_value < OVERWHELMING:
             return best
     assert best is not None
