@@ -377,7 +377,7 @@ def log_sync_sf(cells: NDArray[np.float64], tile: KeyedTile) -> float:
 
 
 CHASE_FLIPS = 6  # least reliable bits whose flips are tried when plain decoding fails
-CHASE_GATE = math.log(1e-2)  # flips are tried only when the check bits alone reach this log p
+CHASE_GATE = math.log(1e-2)  # flips only where the evidence (check bits; sync chips too at the origin) reaches this log p
 
 
 def chase_decode(layout: Layout, soft: NDArray[np.float64], *, flips: int = CHASE_FLIPS) -> tuple[bytes, int] | None:
