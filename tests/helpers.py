@@ -12,6 +12,16 @@ def fixed_key(i: int) -> Key:
     return Key(key_id=_key_id_for(secret), _secret=secret)
 
 
+BENCH_PAYLOAD = bytes.fromhex("a5c3f00f1e2d3c4b")  # benchmarks/image_bench.py's payload
+
+
+def bench_key(i: int) -> Key:
+    """benchmarks/image_bench.py's key ``i`` (``image_keys.py`` runs keys 1..4), for tests that
+    pin a case the benchmark measured."""
+    secret = bytes([0xB7, i]) * 16
+    return Key(key_id=_key_id_for(secret), _secret=secret)
+
+
 def one_error_line(result) -> str:  # type: ignore[no-untyped-def]
     """The CLI failed with exactly one 'dojang: error:' line on stderr and no traceback."""
     assert result.exit_code != 0

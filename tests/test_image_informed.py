@@ -15,8 +15,7 @@ from dojang.image._api import embed_pixels, psnr
 from dojang.image._io import from_pil
 from dojang.image._pattern import LAYOUTS, coded_bits, keyed_tile
 from dojang.keys import Key
-from dojang.keys._keys import _key_id_for
-from tests.helpers import fixed_key
+from tests.helpers import BENCH_PAYLOAD, bench_key, fixed_key
 
 skdata = pytest.importorskip("skimage.data")
 PAYLOAD = bytes.fromhex("d0e1a4f00dcafe01")
@@ -49,10 +48,9 @@ def test_a_texture_keeps_its_mark_under_a_crop_at_the_same_strength() -> None:
     balanced in full (just over the line) and reads at about 1e-11.6 with partial steps, at the
     same PSNR (38.6 dB; 38.2 dB since the last step for robustness lands on the 38 dB floor):
     the balance fitted to the whole image is what a crop loses."""
-    secret = bytes([0xB7, 1]) * 16  # the benchmark's key and payload
-    key = Key(key_id=_key_id_for(secret), _secret=secret)
+    key = bench_key(1)
     texture = synthetic_images()["texture"]
-    marked, psnr_db, _ = embed_pixels(from_pil(texture), key, bytes.fromhex("a5c3f00f1e2d3c4b"), check_existing=False)
+    marked, psnr_db, _ = embed_pixels(from_pil(texture), key, BENCH_PAYLOAD, check_existing=False)
     assert psnr_db >= 38.0
     cropped = attacks.crop(0.9)(marked.to_pil())
     found = detect(cropped, key)

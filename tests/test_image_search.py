@@ -13,7 +13,7 @@ from dojang.image import _codec, _sync, attacks
 from dojang.image._api import embed_pixels
 from dojang.image._io import from_pil
 from dojang.image._pattern import LAYOUTS, coded_bits, keyed_tile, sync_chips, unit_template
-from tests.helpers import fixed_key
+from tests.helpers import BENCH_PAYLOAD, bench_key, fixed_key
 
 skdata = pytest.importorskip("skimage.data")
 PAYLOAD = bytes.fromhex("d0e1a4f00dcafe01")
@@ -225,13 +225,9 @@ def test_the_origin_reads_the_sync_chips_as_evidence() -> None:
     """At the exact origin the sync chips are evidence too (the alignment was not chosen by them):
     brick under WebP 50 with the benchmark's key 3, the one non-geometric miss over four keys
     left in session 11 (1e-5.0 after the corrections), reads past 1e-9 with them."""
-    from dojang.keys import Key
-    from dojang.keys._keys import _key_id_for
-
-    secret = bytes([0xB7, 3]) * 16
-    key = Key(key_id=_key_id_for(secret), _secret=secret)
+    key = bench_key(3)
     brick = Image.fromarray(skdata.brick()).convert("RGB")
-    out, _, _ = embed_pixels(from_pil(brick), key, bytes.fromhex("a5c3f00f1e2d3c4b"), check_existing=False)
+    out, _, _ = embed_pixels(from_pil(brick), key, BENCH_PAYLOAD, check_existing=False)
     prep = _codec.prepare(from_pil(attacks.webp(50)(out.to_pil())).luma())
     without = _codec.read_key(prep, key, sync_evidence=False)
     reading = _codec.read_key(prep, key)
