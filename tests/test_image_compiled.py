@@ -67,3 +67,36 @@ def test_compiled_search_loop_checks_its_buffers() -> None:
         SPLAT.coherent(
             out, values, 64, np.ones_like(weight), *args[3:6], np.full(1, 2.0, dtype=np.float32), *args[7:]
         )  # scale 0.5
+
+
+@pytest.mark.parametrize("shape", [(300, 257), (512, 768), (700, 520)])
+def test_compiled_edge_residual_matches_numpy_bit_for_bit(shape: tuple[int, int]) -> None:
+    """The edge-aware residual: the compiled loop (threaded over rows where the image is big
+    enough) and the numpy code do the same float32 arithmetic in the same order."""
+    rng = np.random.default_rng(2)
+    luma = (128 + 40 * rng.standard_normal(shape)).astype(np.float32)
+    luma[: shape[0] // 3] = 250.0  # a flat, near-white band: pixels with no close neighbours beside it
+    compiled = _sync.edge_residual(luma)
+    splat, _sync._SPLAT = _sync._SPLAT, None
+    try:
+        plain = _sync.edge_residual(luma)
+    finally:
+        _sync._SPLAT = splat
+    assert compiled.shape == plain.shape == tuple(round(s * min(1.0, 512 / min(shape))) for s in shape)
+    np.testing.assert_array_equal(compiled, plain)
+
+
+def test_compiled_edge_residual_checks_its_buffers() -> None:
+    padded = np.zeros((20, 20), dtype=np.float32)
+    offsets = np.array([[0, 1], [1, 0]], dtype=np.int32)
+    spatial = np.ones(2, dtype=np.float32)
+    out = np.empty((16, 16), dtype=np.float32)
+    SPLAT.bilateral(padded, 2, offsets, spatial, 0.01, out, 0, 16)  # consistent: runs
+    with pytest.raises(ValueError, match="beyond the radius"):
+        SPLAT.bilateral(padded, 2, np.array([[0, 3], [1, 0]], dtype=np.int32), spatial, 0.01, out, 0, 16)
+    with pytest.raises(TypeError, match="out"):
+        SPLAT.bilateral(padded, 2, offsets, spatial, 0.01, np.empty((15, 16), dtype=np.float32), 0, 16)
+    with pytest.raises(ValueError, match="rows"):
+        SPLAT.bilateral(padded, 2, offsets, spatial, 0.01, out, 0, 17)
+    with pytest.raises(TypeError, match="offsets"):
+        SPLAT.bilateral(padded, 2, np.zeros(3, dtype=np.int32), spatial, 0.01, out, 0, 16)

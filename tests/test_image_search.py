@@ -170,8 +170,9 @@ def test_chase_flips_only_where_the_check_bits_see_a_mark() -> None:
 @pytest.mark.parametrize("key_index", [1, 2])
 def test_search_scores_harmonics_past_the_bins_own(key_index: int) -> None:
     """A 75% crop of grass (keys whose crop the old search lost): scored on harmonics -16..15
-    alone, the true lattice peaks lower and falls behind chance peaks; the whole reach (radius 24,
-    aliases folded onto their bins) keeps it among the candidates."""
+    alone, the true lattice peaks lower (with the band-pass residual alone it fell behind chance
+    peaks; the edge-aware residual keeps it among the candidates either way); the whole reach
+    (radius 24, aliases folded onto their bins) raises it."""
     grass = Image.fromarray(skdata.grass()).convert("RGB")
     out, _, _ = embed_pixels(from_pil(grass), fixed_key(key_index), PAYLOAD, check_existing=False)
     side = round(0.75 * grass.width)
@@ -190,14 +191,16 @@ def test_search_scores_harmonics_past_the_bins_own(key_index: int) -> None:
         return any(abs(scale / truth - 1) < 0.01 and abs(math.degrees(theta)) < 0.3 for scale, theta, _ in candidates)
 
     assert peak(reach) > peak(own) + 0.4
-    assert found(reach) and not found(own)
+    assert found(reach)
     assert _codec.read_key(prep, fixed_key(key_index)).log_p_value <= math.log(1e-4)
 
 
 def test_the_identity_is_read_at_the_exact_origin() -> None:
     """A non-geometric edit keeps the tile at offset 0. The fold's fitted offset is pulled by a
     texture's own content (grass, key 2: a fifth of a unit), and bits balanced for offset 0 read
-    worse there; so the identity is read at the origin and the fitted offset only after it."""
+    worse there (1e-14.1 against 1e-17.9 with the band-pass residual alone; 1e-23.9 against
+    1e-25.4 with the edge-aware one); so the identity is read at the origin and the fitted
+    offset only after it."""
     grass = Image.fromarray(skdata.grass()).convert("RGB")
     out, _, _ = embed_pixels(from_pil(grass), fixed_key(2), PAYLOAD, check_existing=False)
     prep = _codec.prepare(from_pil(attacks.webp(50)(out.to_pil())).luma())
@@ -207,7 +210,7 @@ def test_the_identity_is_read_at_the_exact_origin() -> None:
     at_fitted = _codec.read_alignment(_sync.read_cells(frame.residual, fitted), frame.tile)[0]
     reading = _codec.read_key(prep, fixed_key(2), search=False, sync_evidence=False)  # the same statistic as at_fitted
     assert (reading.alignment.offset_u, reading.alignment.offset_v) == (0.0, 0.0)
-    assert reading.log_p_value - math.log(_codec.MAX_ALIGNMENTS) <= at_fitted - 2 * math.log(10)  # 1e-17.9 against 1e-14.1
+    assert reading.log_p_value - math.log(_codec.MAX_ALIGNMENTS) <= at_fitted - math.log(10)
 
 
 def test_a_crop_of_the_long_side_reads_at_its_fitted_offset() -> None:
@@ -222,13 +225,16 @@ def test_a_crop_of_the_long_side_reads_at_its_fitted_offset() -> None:
 
 
 def test_the_origin_reads_the_sync_chips_as_evidence() -> None:
-    """At the exact origin the sync chips are evidence too (the alignment was not chosen by them):
-    brick under WebP 50 with the benchmark's key 3, the one non-geometric miss over four keys
-    left in session 11 (1e-5.0 after the corrections), reads past 1e-9 with them."""
+    """At the exact origin the sync chips are evidence too (the alignment was not chosen by them).
+    The case that made them: brick under WebP 50 with the benchmark's key 3, a miss over four keys
+    in session 11 (1e-5.0 after the corrections); since the reader starts from the edge-aware
+    residual that mark reads at 1e-54, so a mark at 0.35 of the embedder's plain strength stands in
+    for it: 1e-5.0 with the check bits alone, past 1e-9 with the sync chips."""
     key = bench_key(3)
-    brick = Image.fromarray(skdata.brick()).convert("RGB")
-    out, _, _ = embed_pixels(from_pil(brick), key, BENCH_PAYLOAD, check_existing=False)
-    prep = _codec.prepare(from_pil(attacks.webp(50)(out.to_pil())).luma())
+    px = from_pil(Image.fromarray(skdata.brick()).convert("RGB"))
+    delta = _codec.luma_delta(px.luma(), key, BENCH_PAYLOAD, layout=LAYOUTS[1])
+    weak = np.clip(np.rint(px.colour.astype(np.float32) + 0.35 * delta[..., None]), 0, 255).astype(np.uint8)
+    prep = _codec.prepare(from_pil(attacks.webp(50)(Image.fromarray(weak))).luma())
     without = _codec.read_key(prep, key, sync_evidence=False)
     reading = _codec.read_key(prep, key)
     assert without.log_p_value > math.log(1e-6)  # missed by the check bits alone

@@ -302,7 +302,9 @@ class Prepared:
 
 
 def prepare(luma: NDArray[np.float32]) -> Prepared:
-    return Prepared(_sync.to_canonical(luma))
+    """Full-resolution luma -> its edge-aware residual (:func:`_sync.edge_residual`) in the
+    256-unit frame, ready for every layout's band-pass and whitening."""
+    return Prepared(_sync.to_canonical(_sync.edge_residual(luma), shape=luma.shape))
 
 
 def _log_fisher(log_x: float, count: int = 2) -> float:
