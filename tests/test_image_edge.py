@@ -115,3 +115,21 @@ def test_text_on_white_brightened_reads_in_its_strokes(monkeypatch: pytest.Monke
     assert _origin_log10_p(bright, edge=True, monkeypatch=monkeypatch) < -8
     detection = _codec.read_key(_codec.prepare(bright), bench_key(1))  # the whole reader, search included
     assert detection.log_p_value < math.log(1e-6)
+
+
+def _residual_sum(seed: int) -> float:
+    return float(_sync.edge_residual(np.random.default_rng(seed).normal(128, 20, (512, 512)).astype(np.float32)).sum())
+
+
+def test_a_forked_process_makes_its_own_threads() -> None:
+    """The rows are shared out over a thread pool; a process forked after the pool started (a
+    process pool of scan workers, say) has none of its threads and must not wait on them."""
+    import multiprocessing
+
+    if "fork" not in multiprocessing.get_all_start_methods():
+        pytest.skip("no fork on this platform")
+    here = _residual_sum(0)  # the parent's pool is up
+    if _sync._SPLAT is not None and _sync._edge_threads(512 * 512) > 1:
+        assert _sync._edge_pool.cache_info().currsize == 1
+    with multiprocessing.get_context("fork").Pool(1) as pool:
+        assert pool.map_async(_residual_sum, [0]).get(timeout=60) == [here]

@@ -170,6 +170,10 @@ def _edge_pool() -> concurrent.futures.ThreadPoolExecutor:
     return concurrent.futures.ThreadPoolExecutor(max_workers=EDGE_THREADS, thread_name_prefix="dojang-edge")
 
 
+if hasattr(os, "register_at_fork"):  # a forked child has none of the parent's threads: it makes its own pool
+    os.register_at_fork(after_in_child=_edge_pool.cache_clear)
+
+
 def edge_residual_numpy(
     padded: NDArray[np.float32], radius: int, offsets: NDArray[np.int32], spatial: NDArray[np.float32], inv: np.float32
 ) -> NDArray[np.float32]:
