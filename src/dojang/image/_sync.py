@@ -83,6 +83,8 @@ EDGE_SPATIAL = 6.0  # px at EDGE_SHORT: Gaussian spatial weight
 EDGE_RANGE = (6.0, 30.0)  # luma levels: the range weight's sigma, 1.5 x the noise estimate clipped to this
 EDGE_RANGE_PER_NOISE = 1.5
 EDGE_CUTOFF = 8.0  # the range weight (1 - (d / sigma)^2 / 8)^4, about exp(-(d / sigma)^2 / 2), is 0 past d = 2.8 sigma
+EDGE_THREADS = 4  # at most: the rows are shared out over this many threads (the loop runs without the GIL)
+EDGE_THREAD_PIXELS = 65536  # pixels per thread at least: smaller images take one
 
 
 def noise_sigma(luma: NDArray[np.float32]) -> float:
@@ -115,6 +117,20 @@ def _edge_kernel(radius: int, spatial: float) -> tuple[NDArray[np.int32], NDArra
     off = np.array(offsets, dtype=np.int32)
     weights = np.exp(-(off[:, 0] ** 2 + off[:, 1] ** 2) / (2.0 * spatial * spatial)).astype(np.float32)
     return off, weights
+
+
+def _edge_threads(pixels: int) -> int:
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return max(1, min(EDGE_THREADS, cpus, pixels // EDGE_THREAD_PIXELS))
+
+
+@lru_cache(maxsize=1)
+def _edge_pool() -> concurrent.futures.ThreadPoolExecutor:
+    return concurrent.futures.ThreadPoolExecutor(max_workers=EDGE_THREADS, thread_name_prefix="dojang-edge")
+
+
+if hasattr(os, "register_at_fork"):  # a forked child has none of the parent's threads: it makes its own pool
+    os.register_at_fork(after_in_child=_edge_pool.cache_clear)
 
 
 def edge_residual(luma: NDArray[np.float32]) -> NDArray[np.float32]:
@@ -154,24 +170,6 @@ def edge_residual(luma: NDArray[np.float32]) -> NDArray[np.float32]:
     for job in jobs:
         job.result()
     return out
-
-
-EDGE_THREADS = 4  # at most: the rows are shared out over this many threads (the loop runs without the GIL)
-EDGE_THREAD_PIXELS = 65536  # pixels per thread at least: smaller images take one
-
-
-def _edge_threads(pixels: int) -> int:
-    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    return max(1, min(EDGE_THREADS, cpus, pixels // EDGE_THREAD_PIXELS))
-
-
-@lru_cache(maxsize=1)
-def _edge_pool() -> concurrent.futures.ThreadPoolExecutor:
-    return concurrent.futures.ThreadPoolExecutor(max_workers=EDGE_THREADS, thread_name_prefix="dojang-edge")
-
-
-if hasattr(os, "register_at_fork"):  # a forked child has none of the parent's threads: it makes its own pool
-    os.register_at_fork(after_in_child=_edge_pool.cache_clear)
 
 
 def edge_residual_numpy(
