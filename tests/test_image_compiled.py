@@ -86,6 +86,26 @@ def test_compiled_edge_residual_matches_numpy_bit_for_bit(shape: tuple[int, int]
     np.testing.assert_array_equal(compiled, plain)
 
 
+def test_every_compiled_edge_loop_gives_the_same_bits() -> None:
+    """The plain, AVX2 and AVX-512 loops (those this processor runs; a row's last pixels take the
+    plain loop in the wide ones) give the numpy code's bits, and a loop it lacks is refused."""
+    rng = np.random.default_rng(3)
+    offsets, spatial = _sync._edge_kernel(8, 6.0)
+    paths = SPLAT.bilateral_paths()
+    assert paths[0] == 1  # the plain loop runs everywhere
+    for shape in [(40, 37), (64, 531)]:  # widths that leave 5 and 3 pixels past the last 16 and 8
+        luma = np.clip(128 + 40 * rng.standard_normal(shape), 0, 255).astype(np.float32)
+        luma[:, : shape[1] // 4] = 255.0
+        padded = np.pad(luma, 8, mode="reflect")
+        expected = _sync.edge_residual_numpy(padded, 8, offsets, spatial, np.float32(0.0007))
+        for path in paths:
+            out = np.full(shape, np.nan, dtype=np.float32)
+            SPLAT.bilateral(padded, 8, offsets, spatial, 0.0007, out, 0, shape[0], path)
+            np.testing.assert_array_equal(out, expected, err_msg=f"loop {path}")
+    with pytest.raises(ValueError, match="not available"):
+        SPLAT.bilateral(padded, 8, offsets, spatial, 0.0007, np.empty(shape, dtype=np.float32), 0, shape[0], 4)
+
+
 def test_compiled_edge_residual_checks_its_buffers() -> None:
     padded = np.zeros((20, 20), dtype=np.float32)
     offsets = np.array([[0, 1], [1, 0]], dtype=np.int32)

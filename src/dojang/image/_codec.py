@@ -145,7 +145,7 @@ def luma_delta(
     amp *= np.float32(boost)
     # Near black or white half of the pattern is clipped away: give the other half more.
     amp *= saturated
-    delta = amp * render(tile.cells(bits), h, w, scale)
+    delta = amp * pattern
     # Informed gains, partly: each round measures every bit's margin as the reader sees it and
     # moves the gains a tenth of the way (in log gain) towards the balanced ones; the try with the
     # fewest bits read wrong (then the best 10th-percentile margin) is kept, the plain one
@@ -207,12 +207,19 @@ def _smooth_cap(
     limit = 255.0**2 / 10 ** (SMOOTH_PSNR / 10)
     # The bisection reads at most ~1 MP: a regular subsample of these smooth maps gives the same
     # mean square (exactly the whole image up to 1 MP), and spares big images 13 full passes.
+    # Only the pixels above the floor change with the cap (it never goes under the floor): the
+    # others' share is summed once.
     step = max(1, int(math.sqrt(luma.size / 1e6)))
     y, a, k, q = luma[::step, ::step], amp[::step, ::step], saturated[::step, ::step], pattern[::step, ::step]
+    above = a > np.float32(FLAT_AMPLITUDE)
+    count = a.size
+    below = np.clip(y[~above] + a[~above] * k[~above] * q[~above], 0.0, 255.0) - y[~above]
+    fixed = float(np.square(below, dtype=np.float64).sum())
+    y, a, k, q = y[above], a[above], k[above], q[above]
 
     def mse(cap: float) -> float:
         change = np.clip(y + np.minimum(a, np.float32(cap)) * k * q, 0.0, 255.0) - y
-        return float(np.mean(np.square(change, dtype=np.float64)))
+        return (fixed + float(np.square(change, dtype=np.float64).sum())) / count
 
     if mse(MAX_AMPLITUDE) <= limit:
         return amp
