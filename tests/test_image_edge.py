@@ -130,6 +130,6 @@ def test_a_forked_process_makes_its_own_threads() -> None:
         pytest.skip("no fork on this platform")
     here = _residual_sum(0)  # the parent's pool is up
     if _sync._SPLAT is not None and _sync._edge_threads(512 * 512) > 1:
-        assert _sync._edge_pool.cache_info().currsize == 1
+        assert _sync.edge_pool.cache_info().currsize == 1
     with multiprocessing.get_context("fork").Pool(1) as pool:
         assert pool.map_async(_residual_sum, [0]).get(timeout=60) == [here]

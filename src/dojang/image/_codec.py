@@ -58,7 +58,13 @@ INFORMED_THROUGH: attacks.Attack | None = attacks.jpeg(50)  # the re-encoding th
 INFORMED_STEP = 0.1  # share of the way (in log gain) each round moves
 MIN_GAIN, MAX_GAIN = 0.1, 4.0  # range of a bit's informed gain (mean square 1)
 CROP_CHECK_FRACTION = 0.8  # side of the centre crop the embedder reads back to judge crop robustness
-EDIT_CHECKS = (attacks.webp(50),)  # edits the embedder reads back beside the centre crop (JPEG 50 never was the weakest)
+# Edits the embedder reads back beside the centre crop (JPEG 50 never was the weakest). WebP at
+# effort 2 takes half the time of the default 4 (9 against 19 ms at 512 x 512: the check was 18 %
+# of the embedding time) and compresses almost as hard (17.1 against 16.2 kB on astronaut). It
+# judged 11 of 84 benchmark marks (4 keys) differently, 10 of them lighter (+0.9 to +1.2 dB), and
+# those 11 still read under every benchmark attack (the weakest 1e-6.1, a 90 % crop of clock with
+# noise that read 1e-7.5 before; WebP 50 at the default effort 1e-17 or clearer).
+EDIT_CHECKS = (attacks.webp(50, method=2),)
 EDIT_CHECK_SIDE = 1024  # px: bigger images are judged on a copy downscaled to this short side
 
 
@@ -268,10 +274,13 @@ def log_p_weakest_edit(luma: NDArray[np.float32], key: Key, layout: Layout) -> f
         size = (max(1, round(w * f)), max(1, round(h * f)))
         img = Image.fromarray(np.ascontiguousarray(luma, dtype=np.float32), mode="F")
         luma = np.asarray(img.resize(size, Image.Resampling.BILINEAR, reducing_gap=2.0), dtype=np.float32)
+    # The encoders release the GIL: the re-encodings run on the reader's pool beside the crop's reading.
+    pool = _sync.edge_pool()
+    edited = [pool.submit(_round_trip, luma, edit) for edit in EDIT_CHECKS]
     worst = log_p_centre_crop(luma, key, layout)
-    for edit in EDIT_CHECKS:
-        edited = _round_trip(luma, edit)
-        worst = max(worst, read_key(prepare(edited), key, search=False, layouts=(layout,), sync_evidence=False).log_p_value)
+    for job in edited:
+        reading = read_key(prepare(job.result()), key, search=False, layouts=(layout,), sync_evidence=False)
+        worst = max(worst, reading.log_p_value)
     return worst
 
 

@@ -125,12 +125,14 @@ def _edge_threads(pixels: int) -> int:
 
 
 @lru_cache(maxsize=1)
-def _edge_pool() -> concurrent.futures.ThreadPoolExecutor:
+def edge_pool() -> concurrent.futures.ThreadPoolExecutor:
+    """The image code's threads: the edge residual's rows, and the embedder's re-encodings (no job
+    on it waits on another, so it cannot deadlock)."""
     return concurrent.futures.ThreadPoolExecutor(max_workers=EDGE_THREADS, thread_name_prefix="dojang-edge")
 
 
 if hasattr(os, "register_at_fork"):  # a forked child has none of the parent's threads: it makes its own pool
-    os.register_at_fork(after_in_child=_edge_pool.cache_clear)
+    os.register_at_fork(after_in_child=edge_pool.cache_clear)
 
 
 def edge_residual(luma: NDArray[np.float32]) -> NDArray[np.float32]:
@@ -162,7 +164,7 @@ def edge_residual(luma: NDArray[np.float32]) -> NDArray[np.float32]:
         _SPLAT.bilateral(padded, radius, offsets, spatial, float(inv), out, 0, h)
         return out
     bounds = [h * i // parts for i in range(parts + 1)]
-    pool = _edge_pool()
+    pool = edge_pool()
     jobs = [
         pool.submit(_SPLAT.bilateral, padded, radius, offsets, spatial, float(inv), out, a, b)
         for a, b in itertools.pairwise(bounds)

@@ -55,8 +55,11 @@ def jpeg(quality: int) -> Attack:
     return Attack(f"jpeg {quality}", lambda im: _encode(im, "JPEG", quality=quality))
 
 
-def webp(quality: int) -> Attack:
-    return Attack(f"webp {quality}", lambda im: _encode(im, "WEBP", quality=quality))
+def webp(quality: int, *, method: int | None = None) -> Attack:
+    """WebP at ``quality``; ``method`` (0 fast .. 6 thorough) is libwebp's effort, its default 4 when None."""
+    if method is None:
+        return Attack(f"webp {quality}", lambda im: _encode(im, "WEBP", quality=quality))
+    return Attack(f"webp {quality} (method {method})", lambda im: _encode(im, "WEBP", quality=quality, method=method))
 
 
 def rescale(factor: float, *, back: bool = False) -> Attack:
