@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from dojang.bench._image import synthetic_images
 from dojang.image import _codec, _sync, attacks
 from dojang.image._api import embed_pixels
 from dojang.image._io import from_pil
@@ -133,6 +134,26 @@ def test_refinement_reads_a_texture_crop() -> None:
     reading = _codec.read_key(_codec.prepare(cropped.luma()), fixed_key(1))
     assert abs(reading.alignment.scale * side / grass.width - 1) < 0.003
     assert abs(math.degrees(reading.alignment.theta)) < 0.1
+    assert reading.log_p_value <= math.log(1e-6)
+
+
+def test_an_unturned_crop_is_found_on_its_own_line_and_read_first() -> None:
+    """A 75% crop of the synthetic texture (key 4): chance peaks elsewhere on the scale/angle grid
+    (whose angles straddle 0 by 0.2 degrees) outranked the true lattice, the clear peak of the
+    unturned line; once found, a quarter step off scale, its fold peak ranked below chance
+    candidates' until the search's own best candidate was read first. Both steps are needed here."""
+    texture = synthetic_images()["texture"]
+    out, _, _ = embed_pixels(from_pil(texture), bench_key(4), BENCH_PAYLOAD, check_existing=False)
+    cropped = attacks.crop(0.75)(out.to_pil())
+    prep = _codec.prepare(from_pil(cropped).luma())
+    truth = _sync.canonical_scale(cropped.height, cropped.width) / _sync.canonical_scale(texture.height, texture.width)
+    layout = LAYOUTS[1]
+    _, _, band = _codec._keyed_material(bench_key(4), layout)
+    found = _sync.coherent_candidates(prep.spectrum_for(layout.frame), band, count=_codec.SEARCHED, grid=_sync.FINE_GRID)
+    scale, theta, _ = found[0]
+    assert abs(scale / truth - 1) < 0.005 and abs(math.degrees(theta)) < 0.15
+    reading = _codec.read_key(prep, bench_key(4))
+    assert abs(reading.alignment.scale / truth - 1) < 0.003
     assert reading.log_p_value <= math.log(1e-6)
 
 

@@ -299,6 +299,7 @@ _SHIFT_TABLE = np.stack(_SHIFTS)  # (4, 32, 32), for the compiled loop
 
 
 _REFINED = 48  # best grid points that are refined before the candidates are picked
+_LINE = 4  # best points of the unturned line (angle 0) refined beside them
 
 
 def _rotated_harmonics(angles: NDArray[np.float64]) -> tuple[NDArray[np.float32], NDArray[np.float32]]:
@@ -392,6 +393,14 @@ def coherent_candidates(
     rows, cols = np.unravel_index(grid_best, scores.shape)
     points = np.stack([grid.scales[rows], grid.angles[cols]], axis=1)
     z = scores.flat[grid_best]
+    # Crops and resizes, the commonest geometric edits, do not turn the image, and the grid's angles
+    # straddle 0 (+-0.2 degrees in the fine grid). The unturned line of scales is scored as well
+    # and its best points join the refinement: a 75 % crop of the synthetic texture (key 4) had
+    # chance peaks elsewhere on the grid above its own, which is the clear peak of this line.
+    line = _sync_scores(spec, weight, grid.scales, np.zeros(len(grid.scales)))
+    line_best = np.argsort(line)[::-1][:_LINE]
+    points = np.concatenate([points, np.stack([grid.scales[line_best], np.zeros(len(line_best))], axis=1)])
+    z = np.concatenate([z, line[line_best]])
     steps = np.array([(i, j) for i in (-1, 0, 1) for j in (-1, 0, 1)], dtype=np.float64)  # (9, 2)
     for ds, da in grid.refine:
         trial_s = (points[:, None, 0] * (1.0 + steps[None, :, 0] * ds)).ravel()
