@@ -50,6 +50,22 @@ def test_round_trip_is_invisible_and_exact(coffee: Image.Image, marked: Image.Im
     assert result.key_id == fixed_key(1).key_id and result.scheme == "image/v1"
 
 
+def test_statistic_is_the_p_values_normal_score(coffee: Image.Image, marked: Image.Image) -> None:
+    """``statistic`` is the z with the p-value's tail, as text's z-score reads: large for a mark
+    read at the exact origin (where it was the alignment's sync peak, 0), 0 where nothing is."""
+    from scipy.stats import norm
+
+    from dojang.image._api import z_equivalent
+
+    found = detect(marked, fixed_key(1))
+    assert found.statistic > 9.0  # p < 1e-20
+    for log_p in (math.log(0.3), math.log(1e-6), -300.0):
+        assert z_equivalent(log_p) == pytest.approx(norm.isf(math.exp(log_p)), rel=1e-9)
+    assert math.isfinite(z_equivalent(-5000.0)) and z_equivalent(-5000.0) > z_equivalent(-300.0)
+    assert z_equivalent(0.0) == 0.0 and z_equivalent(math.log(0.7)) == 0.0
+    assert detect(coffee, fixed_key(1)).statistic < 4.0
+
+
 def test_unmarked_and_wrong_key_are_not_detected(coffee: Image.Image, marked: Image.Image) -> None:
     for image, key in ((coffee, fixed_key(1)), (marked, fixed_key(2))):
         result = detect(image, key)

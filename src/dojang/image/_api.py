@@ -353,7 +353,7 @@ class ImageDetector:
             verdict=Verdict.DETECTED if detected else Verdict.NOT_DETECTED,
             log_p_value=log_p,
             tokens_scored=layout.data_bits,
-            statistic=best.alignment.score,
+            statistic=z_equivalent(log_p),
             key_id=best_key.key_id,
             alpha=self.alpha,
             keys_tried=keys_tried,
@@ -372,6 +372,16 @@ def detect_file(
     path: str | os.PathLike[str], keys: Key | KeyRing | list[Key], *, alpha: float = DEFAULT_ALPHA, search: bool = True
 ) -> Detection:
     return ImageDetector(keys=keys, alpha=alpha, search=search).detect_file(path)
+
+
+def z_equivalent(log_p: float) -> float:
+    """The image detector's ``statistic``: the standard normal score with the same tail as the
+    p-value (``P(Z >= z) = p``), so that it reads like the text detector's z-score; 0 for p >= 1/2.
+    (It was the sync peak of the alignment read, which is 0 at the exact origin, where most
+    marks are read.)"""
+    from scipy.special import ndtri_exp
+
+    return max(0.0, -float(ndtri_exp(min(0.0, log_p))))
 
 
 def psnr(a: NDArray[np.uint8], b: NDArray[np.uint8]) -> float:
