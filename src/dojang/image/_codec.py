@@ -549,8 +549,8 @@ def read_key(
     # The search's own best candidate (by its coherent peak, over every frame) is read first, even
     # where the fold ranks it lower: a candidate a quarter of a grid step off scale drifts half a
     # cell across the image before its local refinement, which takes the fold's peak down (a 75 %
-    # crop of the synthetic texture, key 4: fold 3.9 against chance candidates' 5.4; 1e-7.2 once read).
-    if leader is not None:
+    # crop of the synthetic texture, key 4: fold 3.9 against chance candidates' 5.4; 1e-7.6 once read).
+    if leader is not None and chosen:  # never more readings than the correction counts
         rest = [entry for entry in chosen if entry is not leader[1]]
         chosen = [leader[1], *rest[: len(chosen) - 1]]
     for frame, al, searched in chosen:
