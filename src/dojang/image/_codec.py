@@ -218,9 +218,9 @@ def _smooth_cap(
     step = max(1, int(math.sqrt(luma.size / 1e6)))
     y, a, k, q = luma[::step, ::step], amp[::step, ::step], saturated[::step, ::step], pattern[::step, ::step]
     above = a > np.float32(FLAT_AMPLITUDE)
-    count = a.size
-    below = np.clip(y[~above] + a[~above] * k[~above] * q[~above], 0.0, 255.0) - y[~above]
-    fixed = float(np.square(below, dtype=np.float64).sum())
+    count, floor = a.size, ~above
+    fixed_change = np.clip(y[floor] + a[floor] * k[floor] * q[floor], 0.0, 255.0) - y[floor]
+    fixed = float(np.square(fixed_change, dtype=np.float64).sum())
     y, a, k, q = y[above], a[above], k[above], q[above]
 
     def mse(cap: float) -> float:
