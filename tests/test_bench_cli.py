@@ -51,7 +51,7 @@ def test_bench_image_tiny_suite(tmp_path: Path) -> None:
     data = _check_report(out, key._secret)
     assert (out / "report.html").read_text().count("data:image/png;base64,") >= 7  # + original, marked, difference
     assert data["key_id"] == key.key_id and data["modality"] == "image"
-    assert data["scheme"] == "image/v1 + image/v2"  # the photo gets layout 1, flat graphics layout 2
+    assert data["scheme"] == "image/v3 + image/v4"  # the photo gets layout 3, flat graphics layout 4
     names = [a["name"] for a in data["attacks"]]
     assert names == ["none", "crop 80% centre + jpeg 75"]
     assert data["attacks"][0]["tpr_nominal"]["1e-06"] == 1.0  # the unattacked mark is found

@@ -8,7 +8,7 @@ import math
 
 import numpy as np
 import pytest
-from PIL import Image, ImageCms
+from PIL import Image, ImageCms, ImageDraw
 
 from dojang.errors import DetectionError, InputError
 from dojang.image import ImageDetector, _pattern, detect, detect_file, embed, embed_file, psnr
@@ -47,7 +47,7 @@ def test_round_trip_is_invisible_and_exact(coffee: Image.Image, marked: Image.Im
     # coffee keeps the mark under WebP 50 and crops with room to spare, so it is marked lightly:
     # a bit of the 127 may already need correcting on the untouched image
     assert result.p_value < 1e-20 and result.bit_errors_corrected is not None and result.bit_errors_corrected <= 2
-    assert result.key_id == fixed_key(1).key_id and result.scheme == "image/v1"
+    assert result.key_id == fixed_key(1).key_id and result.scheme == "image/v3"
 
 
 def test_statistic_is_the_p_values_normal_score(coffee: Image.Image, marked: Image.Image) -> None:
@@ -181,12 +181,18 @@ def test_size_limits_and_could_not_read(coffee: Image.Image) -> None:
     assert result.to_dict()["reason"]
 
 
-def test_flat_and_saturated_images_still_carry_a_mark() -> None:
+def test_a_uniform_image_is_refused_and_a_nearly_flat_one_is_marked() -> None:
+    """A format v3 mark is bound to the image's content (spec section 7): a uniform image has none,
+    so it is refused with a clear error rather than given a mark anyone could copy. One soft
+    shape on a flat ground is enough to carry it."""
     for colour in ((90, 120, 200), (255, 255, 255), (0, 0, 0)):
-        flat = Image.new("RGB", (512, 384), colour)
-        out = embed(flat, fixed_key(1), PAYLOAD)
-        assert psnr(np.asarray(out), np.asarray(flat)) >= 45.0
-        assert detect(out, fixed_key(1), search=False).payload == PAYLOAD
+        with pytest.raises(InputError, match="no detail"):
+            embed(Image.new("RGB", (512, 384), colour), fixed_key(1), PAYLOAD)
+    card = Image.new("RGB", (512, 384), (90, 120, 200))
+    ImageDraw.Draw(card).ellipse((140, 90, 380, 300), fill=(230, 200, 60))
+    out = embed(card, fixed_key(1), PAYLOAD)
+    assert psnr(np.asarray(out), np.asarray(card)) >= 45.0
+    assert detect(out, fixed_key(1), search=False).payload == PAYLOAD
 
 
 def test_graphics_and_text_on_white_keep_45_db() -> None:
@@ -215,7 +221,7 @@ def test_pure_textures_survive_crops_within_the_psnr_floor() -> None:
     brick = Image.fromarray(skdata.brick()).convert("RGB")
     out, psnr_db, _ = embed_pixels(from_pil(brick), fixed_key(1), PAYLOAD, check_existing=False)
     assert psnr_db >= PHOTO_MIN_PSNR
-    crop_p = _codec.log_p_centre_crop(out.luma(), fixed_key(1), LAYOUTS[1])
+    crop_p = _codec.log_p_centre_crop(out.luma(), fixed_key(1), LAYOUTS[3], PAYLOAD)
     assert crop_p <= math.log(EDIT_ALPHA)
     side = round(0.75 * brick.width)
     top = (brick.width - side) // 2
@@ -283,18 +289,18 @@ def test_search_finds_a_crop_scale_between_grid_points() -> None:
     """A 75% crop of grass puts the tile at a scale between the search grid's points, where the
     unrefined grid did not rank the true lattice among its best 30 (behind chance peaks), so the
     crop went undetected. Refining the best grid points before ranking brings it among those the
-    detector reads. (Key 4: the case depends on the key and on the strength the embedder picks;
-    with key 1 the embedder now stops at 38.5 dB, where this crop is lost altogether.)"""
+    detector reads. (The case depends on the key, the payload and the strength the embedder picks:
+    key 1 for the format v3 mark.)"""
     from dojang.image import _codec, _sync
     from dojang.image._pattern import sync_chips, unit_template
 
     grass = Image.fromarray(skdata.grass()).convert("RGB")
-    out, _, _ = embed_pixels(from_pil(grass), fixed_key(4), PAYLOAD, check_existing=False)
+    out, _, _ = embed_pixels(from_pil(grass), fixed_key(1), PAYLOAD, check_existing=False)
     side = round(0.75 * grass.width)
     top = (grass.width - side) // 2
     cropped = out.to_pil().crop((top, top, top + side, top + side))
     prep = _codec.prepare(from_pil(cropped).luma())
-    band = _sync.band_template(unit_template(sync_chips(fixed_key(4))))
+    band = _sync.band_template(unit_template(sync_chips(fixed_key(1), 3)))
     found = _sync.coherent_candidates(_sync.spectrum(prep.residual), band, count=_codec.SEARCHED)
     truth = grass.width / side
     assert any(abs(scale / truth - 1) < 0.01 and abs(math.degrees(theta)) < 0.3 for scale, theta, _ in found)

@@ -64,11 +64,11 @@ def test_embed_then_detect_with_json(runner, files) -> None:  # type: ignore[no-
 
 
 def test_json_names_the_layout_written_and_read(runner, files) -> None:  # type: ignore[no-untyped-def]
-    """A photo gets layout 1 and a flat graphic layout 2 (cells twice as wide); both JSON outputs say which."""
+    """A photo gets layout 3 and a flat graphic layout 4 (cells twice as wide); both JSON outputs say which."""
     from dojang.bench._image import synthetic_images
 
     synthetic_images()["flat"].save(files / "flat.png")
-    for src, version in (("cat.jpg", 1), ("flat.png", 2)):
+    for src, version in (("cat.jpg", 3), ("flat.png", 4)):
         out = files / f"marked-{version}.webp"
         res = runner.invoke(main, ["image", "embed", "--key", str(files / "k1.json"), "--json", str(files / src), str(out)])
         assert res.exit_code == 0, res.output

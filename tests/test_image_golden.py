@@ -12,8 +12,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from dojang.image import detect, embed
-from dojang.image._pattern import LAYOUTS, KeyedTile, coded_bits, keyed_tile
+from dojang.image import _codec, _content, _sync, detect, embed
+from dojang.image._io import from_pil
+from dojang.image._pattern import LAYOUTS, KeyedTile, coded_bits, keyed_tile, mac_bits
 from dojang.keys import Key
 from dojang.keys._keys import _key_id_for
 
@@ -57,13 +58,45 @@ def test_layout_2_keyed_material_is_pinned() -> None:
     _assert_tile_pinned(keyed_tile(KEY, layout), want)
 
 
-@pytest.mark.parametrize("version", [1, 2])
+@pytest.mark.parametrize("version", [3, 4])
+def test_format_v3_keyed_material_mac_and_field_are_pinned(version: int) -> None:
+    """Format v3 (layouts 3 and 4): own keyed tiles, the MAC check bits, the content field's
+    keyed points and its values on the golden source (spec section 7)."""
+    want = VECTORS[f"v{version}"]
+    layout = LAYOUTS[version]
+    assert layout.bound and want["layout"]["version"] == version and want["layout"]["frame"] == layout.frame
+    assert "".join(str(int(b)) for b in layout.pack(PAYLOAD)) == want["info_bits"]
+    assert "".join(str(int(b)) for b in mac_bits(KEY, layout, PAYLOAD)) == want["mac_bits"]
+    assert "".join(str(int(b)) for b in coded_bits(layout, PAYLOAD, KEY)) == want["coded_bits"]
+    _assert_tile_pinned(keyed_tile(KEY, layout), want)
+    points, weights = _content.bind_kernel(KEY, layout)
+    assert [list(p) for p in points] == want["bind_points"] and [int(w) for w in weights] == want["bind_weights"]
+    luma = from_pil(Image.open(ROOT / "tests/data/image_golden_source.png")).luma()
+    field = _content.content_field(_codec._frame_luma(_sync.to_canonical(luma), layout.frame), (points, weights))
+    assert list(field.shape) == want["field_shape"]
+    for r, c, value in want["field_samples"]:
+        assert float(field[r, c]) == pytest.approx(value, abs=2e-3)
+
+
+def test_the_mac_changes_with_payload_version_and_key() -> None:
+    base = mac_bits(KEY, LAYOUTS[3], PAYLOAD)
+    assert not np.array_equal(base, mac_bits(KEY, LAYOUTS[3], bytes(8)))
+    assert not np.array_equal(base, mac_bits(KEY, LAYOUTS[4], PAYLOAD))
+    other = Key(key_id=_key_id_for(bytes(32)), _secret=bytes(32))
+    assert not np.array_equal(base, mac_bits(other, LAYOUTS[3], PAYLOAD))
+
+
+@pytest.mark.parametrize("version", [1, 2, 3, 4])
 def test_golden_image_decodes(version: int) -> None:
     path = VECTORS["golden_image"] if version == 1 else VECTORS[f"v{version}"]["golden_image"]
     marked = Image.open(ROOT / path)
     result = detect(marked, KEY, search=False)
     assert result.detected and result.payload == PAYLOAD and result.p_value < 1e-20
     assert result.scheme == f"image/v{version}"
+    if version in (1, 2):  # marks made before forgery resistance still read, and say so
+        assert result.reason is not None and "predates forgery resistance" in result.reason
+    else:
+        assert result.reason is None and result.to_dict()["payload_verified"] is True
     assert detect(marked, KEY).payload == PAYLOAD  # and with the search on
 
 

@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 from dojang.bench._image import synthetic_images
-from dojang.image import _codec, attacks, detect
+from dojang.image import _codec, _sync, attacks, detect
 from dojang.image._api import embed_pixels, psnr
 from dojang.image._io import from_pil
 from dojang.image._pattern import LAYOUTS, coded_bits, keyed_tile
@@ -25,7 +25,7 @@ def _wrong_bits(luma: np.ndarray, delta: np.ndarray, key: Key) -> int:
     """Bits that read wrong at the identity, as the embedder's own model of the reader sees them."""
     layout = LAYOUTS[1]
     signs = 1.0 - 2.0 * coded_bits(layout, PAYLOAD).astype(np.float64)
-    return int((_codec._margins(np.clip(luma + delta, 0.0, 255.0), keyed_tile(key, layout), signs) <= 0).sum())
+    return int((_codec._margins(np.clip(luma + delta, 0.0, 255.0), key, layout, signs) <= 0).sum())
 
 
 @pytest.mark.parametrize("key_index", [1, 2])
@@ -77,8 +77,9 @@ def test_gains_are_balanced_for_a_reencoded_copy(monkeypatch: pytest.MonkeyPatch
     key = fixed_key(key_index)
 
     def read(edited: Image.Image) -> float:  # as the embedder judges: the bits it balances, without the sync chips
-        prep = _codec.prepare(from_pil(edited).luma())
-        return _codec.read_key(prep, key, search=False, sync_evidence=False).log_p_value / math.log(10)
+        frame = _codec._Frame.of(_codec.prepare(from_pil(edited).luma()), key, LAYOUTS[1])
+        cells = _sync.read_cells(frame.residual, _sync.Alignment(1.0, 0.0))
+        return (_codec.read_alignment(cells, frame.tile)[0] + math.log(_codec.MAX_READINGS)) / math.log(10)
 
     def readings(marked: Image.Image) -> tuple[float, float]:
         return read(attacks.jpeg(50)(marked)), read(attacks.webp(50)(marked))

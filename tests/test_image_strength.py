@@ -82,8 +82,8 @@ def test_a_mark_with_room_to_spare_is_made_lighter(monkeypatch: pytest.MonkeyPat
     moon = Image.fromarray(skdata.moon()).convert("RGB")
     key = fixed_key(1)
     out, psnr_db, version = embed_pixels(from_pil(moon), key, PAYLOAD, check_existing=False)
-    assert version == 2  # the moon is smooth: the coarse layout
-    assert _codec.log_p_weakest_edit(out.luma(), key, LAYOUTS[version]) <= math.log(EDIT_ALPHA)
+    assert version == 4  # the moon is smooth: the coarse layout
+    assert _codec.log_p_weakest_edit(out.luma(), key, LAYOUTS[version], PAYLOAD) <= math.log(EDIT_ALPHA)
     assert _webp_log10p(out, key) <= -10
     _fixed_strength(monkeypatch)
     _, before_db = _embed(moon, key)
@@ -110,10 +110,10 @@ def test_a_big_image_is_judged_on_a_downscaled_copy() -> None:
     out, psnr_db = _embed(coffee, key)
     assert psnr_db >= PHOTO_MIN_PSNR
     luma = out.luma()
-    judged = _codec.log_p_weakest_edit(luma, key, LAYOUTS[1])
+    judged = _codec.log_p_weakest_edit(luma, key, LAYOUTS[3], PAYLOAD)
     small = np.asarray(
         Image.fromarray(luma, mode="F").resize((1536, 1024), Image.Resampling.BILINEAR, reducing_gap=2.0), dtype=np.float32
     )
-    assert judged == pytest.approx(_codec.log_p_weakest_edit(small, key, LAYOUTS[1]))
+    assert judged == pytest.approx(_codec.log_p_weakest_edit(small, key, LAYOUTS[3], PAYLOAD))
     assert judged <= math.log(EDIT_ALPHA)
     assert detect(attacks.webp(50)(out.to_pil()), key).detected

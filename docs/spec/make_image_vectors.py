@@ -17,7 +17,8 @@ from PIL import Image
 from dojang.image import embed
 from dojang.image._api import embed_pixels
 from dojang.image._io import from_pil
-from dojang.image._pattern import LAYOUTS, KeyedTile, coded_bits, keyed_tile
+from dojang.image import _codec, _content
+from dojang.image._pattern import LAYOUTS, KeyedTile, coded_bits, keyed_tile, mac_bits
 from dojang.keys import Key
 from dojang.keys._keys import _key_id_for
 
@@ -57,7 +58,7 @@ def _layout_vectors(key: Key, version: int) -> dict[str, object]:
     """A later layout's keyed material (its code and bits are layout 1's where they are the same)."""
     layout = LAYOUTS[version]
     tile = keyed_tile(key, layout)
-    return {
+    out: dict[str, object] = {
         "layout": {
             "version": version,
             "frame": layout.frame,
@@ -70,6 +71,20 @@ def _layout_vectors(key: Key, version: int) -> dict[str, object]:
         **_tile_vectors(tile),
         "golden_image": f"tests/data/image_golden_v{version}.png",
     }
+    if layout.bound:  # format v3: the MAC check bits and the content field's keyed points
+        points, weights = _content.bind_kernel(key, layout)
+        luma = from_pil(golden_source()).luma()
+        field = _content.content_field(_codec._frame_luma(_codec._sync.to_canonical(luma), layout.frame), (points, weights))
+        out.update(
+            mac_bits="".join(str(int(b)) for b in mac_bits(key, layout, PAYLOAD)),
+            coded_bits="".join(str(int(b)) for b in coded_bits(layout, PAYLOAD, key)),
+            bind_points=[list(p) for p in points],
+            bind_weights=[int(w) for w in weights],
+            # the golden source's content field at the identity, in its canonical frame: a few values (luma levels)
+            field_shape=list(field.shape),
+            field_samples=[[r, c, round(float(field[r, c]), 3)] for r, c in ((0, 0), (10, 20), (64, 100), (field.shape[0] - 1, field.shape[1] - 1))],
+        )
+    return out
 
 
 def main() -> None:
@@ -90,13 +105,16 @@ def main() -> None:
         "golden_image": "tests/data/image_golden_v1.png",
         "embedder_image": "tests/data/image_golden_embedder.png",
         "v2": _layout_vectors(key, 2),
+        "v3": _layout_vectors(key, 3),
+        "v4": _layout_vectors(key, 4),
     }
     (ROOT / "docs/spec/image_vectors.json").write_text(json.dumps(out, indent=1) + "\n")
     golden_source().save(ROOT / "tests/data/image_golden_source.png")
     # A golden image is written once per format version and then frozen: marked bytes of that
     # version must decode forever. The embedder image follows the embedder's strength policy,
     # which may change within a version (it pins the embedder's determinism, not the format).
-    # The source is smooth, so the embedder writes layout 2 on it; layout 1 was written first.
+    # Layouts 1 and 2 were written by the embedder of their time; layouts 3 and 4 (format v3) by
+    # today's. The embedder image shows which layout the embedder picks for the source.
     px = from_pil(golden_source())
     for version in LAYOUTS:
         golden = ROOT / f"tests/data/image_golden_v{version}.png"

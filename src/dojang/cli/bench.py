@@ -104,10 +104,19 @@ def text_cmd(
 @click.option("--suite", "suite_path", default=None, help="Suite file (.toml, .yaml); default: the built-in suite.")
 @click.option("--quick", is_flag=True, help="A small version of the suite (a smoke run).")
 @click.option("--key", "key_path", default=None, help="Key file (default: a fresh key, kept in memory only).")
+@click.option("--adversary", is_flag=True,
+              help="Forge and remove the mark instead: averaging (4 denoisers), pairs and the copy attack.")  # fmt: skip
+@click.option("--sizes", default=None, help="With --adversary: marked-set sizes N, comma-separated (default 1,10,100).")
+@click.option("--victims", type=int, default=None, help="With --adversary: clean and marked images per attack (default 20).")
 @click.option("--out", "out", required=True, help="Folder for report.html and results.json.")
 @friendly_errors
-def image_cmd(suite_path: str | None, quick: bool, key_path: str | None, out: str) -> None:
+def image_cmd(
+    suite_path: str | None, quick: bool, key_path: str | None, adversary: bool, sizes: str | None, victims: int | None, out: str
+) -> None:
     """Mark test images, attack them, detect, and report."""
+    if adversary:
+        _adversary(quick, key_path, sizes, victims, out)
+        return
     from dojang.bench import ImageSuite, load_suite, run_image
 
     suite = load_suite(suite_path, "image")
@@ -118,3 +127,27 @@ def image_cmd(suite_path: str | None, quick: bool, key_path: str | None, out: st
     with _progress("bench image") as progress:
         result = run_image(suite, key=key, progress=progress)
     _finish(result, out)
+
+
+def _adversary(quick: bool, key_path: str | None, sizes: str | None, victims: int | None, out: str) -> None:
+    from dojang.bench._adversary import AdversarySuite, run_adversary, write_adversary_report
+    from dojang.errors import ConfigError
+
+    suite = AdversarySuite().quick() if quick else AdversarySuite()
+    changes: dict[str, Any] = {}
+    if sizes is not None:
+        try:
+            changes["sizes"] = tuple(int(x) for x in sizes.split(","))
+        except ValueError:
+            raise ConfigError(f"--sizes: expected comma-separated counts such as 1,10,100, got {sizes!r}") from None
+    if victims is not None:
+        changes["victims"] = victims
+    suite = replace(suite, **changes) if changes else suite
+    with _progress("bench image --adversary") as progress:
+        result = run_adversary(suite, key=_key(key_path), progress=progress)
+    json_path, html_path = write_adversary_report(result, out)
+    click.echo(f"{'estimator':10s} {'N':>5s} {'scale':>5s} {'forged':>7s} {'pattern':>7s} {'dB':>6s} {'removed':>7s} {'dB':>6s}")
+    for c in result["cells"]:
+        click.echo(f"{c['estimator']:10s} {c['n']:5d} {c['scale']:5.1f} {c['forgery_rate']:7.3f} {c['pattern_only_rate']:7.2f} "
+                   f"{c['forged_psnr_db'] or 0:6.1f} {c['removal_rate']:7.3f} {c['removal_psnr_db'] or 0:6.1f}")  # fmt: skip
+    click.echo(f"wrote {html_path} and {json_path}")

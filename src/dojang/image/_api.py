@@ -15,20 +15,29 @@ from numpy.typing import NDArray
 
 from dojang.errors import DetectionError, InputError
 from dojang.image import _codec, _io
-from dojang.image._pattern import COARSE_VERSION, FINE_VERSION, LAYOUTS, PAYLOAD_BITS
+from dojang.image._pattern import COARSE_VERSION, FINE_VERSION, LAYOUTS, LEGACY_VERSIONS, PAYLOAD_BITS
 from dojang.keys import Key, KeyRing
 from dojang.stats import Detection, Verdict
 
 log = logging.getLogger(__name__)
 
-SCHEME = "image/v1"
+PATTERN_REASON = (
+    "a keyed pattern of this key is present, but no payload verifies: the image was not shown to be marked "
+    "(an average of marked images, a forgery, or a mark damaged past reading)"
+)
+LEGACY_REASON = (
+    "a format v1/v2 mark, which predates forgery resistance: its payload is not bound to this image's content "
+    "and has no MAC, so a copy or an average of marked images can carry it"
+)
+
+SCHEME = "image/v3"
 MIN_EMBED_SIDE = 256  # px on the short side
 MIN_DETECT_SIDE = 128  # a 50% crop of the smallest image that can be marked
 DEFAULT_ALPHA = 1e-6  # false-positive rate per image
 STACK_ALPHA = 1e-9  # how sure embedding must be that a mark is already there before refusing
 PAYLOAD_BYTES = PAYLOAD_BITS // 8
 BOOSTS = (1.0, 1.2, 1.45, 1.75, 2.1)  # strengths tried in turn until the mark reads back
-EDIT_ALPHA = 1e-10  # p-value the weakest everyday edit (_codec.log_p_weakest_edit) must read at
+EDIT_ALPHA = _codec.EDIT_ALPHA  # how clearly the weakest everyday edit (_codec.log_p_weakest_edit) must read
 # dB: raising the strength for robustness never takes a photo below this; a mark that does not
 # read back at all may go under (the busiest textures: gravel)
 PHOTO_MIN_PSNR = 38.0
@@ -36,6 +45,7 @@ FLOOR_MARGIN = 0.2  # dB: the last step for robustness aims this far above the p
 FLOOR_STEP = 1.03  # the last step onto the floor is taken when it raises the strength at least this much
 SMOOTH_MIN_PSNR = 45.0  # dB promised for smooth and flat images: robustness never buys strength past it
 SPARE_ALPHA = 1e-14  # a mark whose weakest edit reads at least this clearly is tried lighter
+MIN_BOUND = 0.02  # mean |content weight| (section 7) below which an image has no detail to bind a mark to
 LIGHTER = (0.9, 0.8, 0.7)  # strength factors tried in turn (+0.9, +1.9, +3.1 dB)
 
 ImageLike = TypeVar("ImageLike")
@@ -144,6 +154,11 @@ def embed_pixels(px: _io.Pixels, key: Key, payload: bytes, *, check_existing: bo
     activity = _codec.activity_amplitude(luma)
     smooth = _codec.is_smooth(activity)
     layout = LAYOUTS[version if version is not None else COARSE_VERSION if smooth else FINE_VERSION]
+    if layout.bound and float(np.mean(np.abs(_codec.bind_weights(luma, key, layout)))) < MIN_BOUND:
+        raise InputError(
+            "the image has no detail to bind a mark to (it is uniform, or nearly): a format v3 mark lives in the "
+            "image's own content, so that it cannot be copied onto another image"
+        )
     promise = SMOOTH_MIN_PSNR if smooth else PHOTO_MIN_PSNR  # dB
     floor = promise + FLOOR_MARGIN  # where the last step for robustness aims
 
@@ -192,7 +207,7 @@ def embed_pixels(px: _io.Pixels, key: Key, payload: bytes, *, check_existing: bo
         # strength is always judged: the lighter marks below start from it.
         if step is None and tried > 1:
             break
-        weakest = _codec.log_p_weakest_edit(out.luma(), key, layout)
+        weakest = _codec.log_p_weakest_edit(out.luma(), key, layout, payload)
         if step is None or weakest <= math.log(EDIT_ALPHA):
             break
         log.info("mark reads weakly after a crop or a re-encoding at strength x%.2f; trying stronger", boost)
@@ -209,7 +224,7 @@ def embed_pixels(px: _io.Pixels, key: Key, payload: bytes, *, check_existing: bo
         chosen = good[2]
         for factor in sorted(f for f in LIGHTER if weakest * f * f <= math.log(EDIT_ALPHA)):
             out = apply(chosen * np.float32(factor))
-            if reads_back(out) and _codec.log_p_weakest_edit(out.luma(), key, layout) <= math.log(EDIT_ALPHA):
+            if reads_back(out) and _codec.log_p_weakest_edit(out.luma(), key, layout, payload) <= math.log(EDIT_ALPHA):
                 good = (out, psnr(out.colour, px.colour), chosen)
                 break
     return Marked(good[0], good[1], layout.version)
@@ -338,19 +353,27 @@ class ImageDetector:
                 scheme=SCHEME, verdict=Verdict.INCONCLUSIVE, log_p_value=0.0, tokens_scored=0, statistic=0.0, key_id=None,
                 alpha=self.alpha, keys_tried=keys_tried, reason="the image is uniform: there is no detail to read a mark from",
             )  # fmt: skip
-        best_key, best = None, None
+        best_key, best, pattern = None, None, 0.0
         for key in self.keys:
             reading = _codec.read_key(prep, key, search=self.search)
-            if best is None or reading.log_p_value < best.log_p_value:
+            pattern = min(pattern, reading.log_p_pattern)
+            if best is None or (reading.verified, -reading.log_p_value) > (best.verified, -best.log_p_value):
                 best_key, best = key, reading
         assert best is not None and best_key is not None
         log_p = min(0.0, best.log_p_value + math.log(keys_tried))
-        detected = log_p <= math.log(self.alpha)
+        detected = best.verified and log_p <= math.log(self.alpha)
+        pattern_seen = min(0.0, pattern + math.log(keys_tried)) <= math.log(self.alpha)
         layout = best.layout
         log.debug("best alignment %s, check matches %d/%d", best.alignment.describe(), best.check_matches, best.check_bits)
+        if detected:
+            verdict, reason = Verdict.DETECTED, LEGACY_REASON if best.version in LEGACY_VERSIONS else None
+        elif pattern_seen:
+            verdict, reason = Verdict.INCONCLUSIVE, PATTERN_REASON
+        else:
+            verdict, reason = Verdict.NOT_DETECTED, None
         return Detection(
             scheme=f"image/v{best.version}" if detected and best.version else SCHEME,
-            verdict=Verdict.DETECTED if detected else Verdict.NOT_DETECTED,
+            verdict=verdict,
             log_p_value=log_p,
             tokens_scored=layout.data_bits,
             statistic=z_equivalent(log_p),
@@ -359,6 +382,8 @@ class ImageDetector:
             keys_tried=keys_tried,
             payload=best.payload if detected else None,
             bit_errors_corrected=best.bit_errors_corrected if detected and best.payload is not None else None,
+            reason=reason,
+            keyed_pattern_seen=pattern_seen or detected,
         )
 
 

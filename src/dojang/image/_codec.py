@@ -20,15 +20,17 @@ at ``p1 = 1e-7``); the doubling costs 0.3.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, field
 from functools import lru_cache
+from typing import NamedTuple
 
 import numpy as np
 from numpy.typing import NDArray
 from scipy import ndimage
 
-from dojang.image import _sync, attacks
+from dojang.image import _content, _osd, _sync, attacks
 from dojang.image._pattern import (
     CANONICAL_SHORT,
     LAYOUTS,
@@ -36,12 +38,16 @@ from dojang.image._pattern import (
     Layout,
     coded_bits,
     keyed_tile,
+    mac_bits,
     render,
     unit_template,
 )
 from dojang.keys import Key
 
-MAX_ALIGNMENTS = 8  # alignments whose bits may be read, over all layouts (each read with its own): the Bonferroni factor
+MAX_ALIGNMENTS = 8  # alignments whose bits may be read in the bound layouts (each read with its own)
+LEGACY_READINGS = 4  # readings of layouts 1 and 2: each at the origin and at its offset fitted at scale 1
+MAX_READINGS = MAX_ALIGNMENTS + LEGACY_READINGS  # the Bonferroni factor of one key's reading
+MAC_GATE = math.log(1e-4)  # a decoded payload is verified when its MAC bits read at least this clearly on their own
 STATISTICS = 2  # p-values of one reading, the smaller of which is used: the evidence alone, and the evidence with the payload
 SYNC_GROUP = 4  # sync cells summed into one unit of the sync statistic (read only at the exact origin)
 SEARCHED = 8  # scale/angle candidates per layout of the coherent search that may be refined and read
@@ -70,7 +76,12 @@ EDIT_CHECK_SIDE = 1024  # px: bigger images are judged on a copy downscaled to t
 
 @dataclass(frozen=True)
 class Reading:
-    """What one key's best alignment says."""
+    """What one key's best alignment says. ``log_p_value`` is the evidence a verdict may rest on
+    (in a bound layout: the payload and its MAC; it is 0 when no payload decodes); ``verified``
+    says that a payload decoded (and, in a bound layout, that its MAC bits read); and
+    ``log_p_pattern`` is the keyed sync pattern's own evidence at the origin (already corrected),
+    which shows that a keyed pattern is there but proves no payload: an average of marked images
+    carries it too."""
 
     log_p_value: float
     payload: bytes | None
@@ -80,6 +91,8 @@ class Reading:
     alignment: _sync.Alignment  # in the frame of ``layout``
     version: int | None  # the layout's version when the payload decoded
     layout: Layout  # the layout this alignment was read with
+    verified: bool = False
+    log_p_pattern: float = 0.0
 
 
 # -- embedding -------------------------------------------------------------------------------------
@@ -103,11 +116,27 @@ def activity_amplitude(luma: NDArray[np.float32]) -> NDArray[np.float32]:
     return amp.astype(np.float32)
 
 
-def _margins(luma: NDArray[np.float32], tile: KeyedTile, signs: NDArray[np.float64]) -> NDArray[np.float64]:
+def _margins(luma: NDArray[np.float32], key: Key, layout: Layout, signs: NDArray[np.float64]) -> NDArray[np.float64]:
     """Every bit's soft value as the detector reads it at the identity alignment, signed so that
     positive means 'reads correctly'."""
-    cells = _sync.read_cells(prepare(luma).residual_for(tile.layout.frame), _sync.Alignment(1.0, 0.0))
-    return signs * bit_soft(cells, tile)
+    return signs * _Frame.of(prepare(luma), key, layout).soft(_sync.Alignment(1.0, 0.0))
+
+
+def bind_weights(luma: NDArray[np.float32], key: Key, layout: Layout) -> NDArray[np.float32]:
+    """The content weights (``_content``) of full-resolution ``luma`` at the identity, ``(H, W)``:
+    computed in the layout's canonical frame, as the reader computes them, and resized back."""
+    from PIL import Image
+
+    h, w = luma.shape
+    field = _content.content_field(_frame_luma(_sync.to_canonical(luma), layout.frame), _content.bind_kernel(key, layout))
+    if field.shape != (h, w):
+        field = np.asarray(Image.fromarray(field, mode="F").resize((w, h), Image.Resampling.BILINEAR), dtype=np.float32)
+    return _content.weights_of(field)
+
+
+def _frame_luma(canonical: NDArray[np.float32], frame: int) -> NDArray[np.float32]:
+    """Luma in the 256-unit frame -> luma in the frame of ``frame`` units."""
+    return canonical if frame == CANONICAL_SHORT else _sync.to_canonical(canonical, frame)
 
 
 def luma_delta(
@@ -134,11 +163,22 @@ def luma_delta(
     h, w = luma.shape
     scale = _sync.canonical_scale(h, w, layout.frame)
     tile = _keyed_material(key, layout)[0]
-    bits = coded_bits(layout, payload)
+    bits = coded_bits(layout, payload, key)
     signs = 1.0 - 2.0 * bits.astype(np.float64)
     amp = activity_amplitude(luma) if activity is None else activity.copy()
     saturated = np.where((luma > 247.0) | (luma < 8.0), np.float32(SATURATED_BOOST), np.float32(1.0))
-    pattern = render(tile.cells(bits), h, w, scale)
+    if layout.bound:  # the data chips times the image's own content field (section 7); the sync as it is
+        bind = bind_weights(luma, key, layout)
+        sync_pattern = render(tile.sync_cells(), h, w, scale)
+
+        def pattern_for(gains: NDArray[np.float64] | None) -> NDArray[np.float32]:
+            return render(tile.data_cells(bits, gains), h, w, scale) * bind + sync_pattern
+    else:
+
+        def pattern_for(gains: NDArray[np.float64] | None) -> NDArray[np.float32]:
+            return render(tile.cells(bits, gains), h, w, scale)
+
+    pattern = pattern_for(None)
     amp = _smooth_cap(luma, amp, saturated, pattern)
     delta = amp * pattern
     # Strength: the PSNR budget first (busy images may spend a little more: texture hides it).
@@ -165,11 +205,11 @@ def luma_delta(
     # anyway (over 4 keys: 31 -> 27 misses, photo PSNR mean 42.68 -> 43.04 dB, as the lighter
     # rule takes the room; after WebP 50 itself 29 misses and 43.27 dB, at 2.6x the embedding
     # time; JPEG 30 31 misses, JPEG 70 28).
-    host = _margins(_informed_through(luma), tile, signs)
+    host = _margins(_informed_through(luma), key, layout, signs)
     gains = np.ones_like(host)
     best_delta, best_score = delta, (host.size + 1, 0.0)
     for round_ in range(INFORMED_ROUNDS + 1):
-        margins = _margins(_informed_through(np.clip(luma + delta, 0.0, 255.0)), tile, signs)
+        margins = _margins(_informed_through(np.clip(luma + delta, 0.0, 255.0)), key, layout, signs)
         score = (int((margins <= 0).sum()), -float(np.quantile(margins, 0.1)))
         if score < best_score:
             best_delta, best_score = delta, score
@@ -178,7 +218,7 @@ def luma_delta(
         balanced = _balanced_gains(host, np.maximum((margins - host) / gains, 1e-6))
         gains = gains ** (1.0 - INFORMED_STEP) * balanced**INFORMED_STEP
         gains = np.clip(gains / np.sqrt(np.mean(gains * gains)), MIN_GAIN, MAX_GAIN)
-        delta = amp * render(tile.cells(bits, gains), h, w, scale)
+        delta = amp * pattern_for(gains)
     return best_delta
 
 
@@ -236,9 +276,33 @@ def _smooth_cap(
     return np.minimum(amp, np.float32(lo))
 
 
-def log_p_centre_crop(luma: NDArray[np.float32], key: Key, layout: Layout, *, fraction: float = CROP_CHECK_FRACTION) -> float:
-    """Log p-value (before any search correction) of the mark read from the centre ``fraction``
-    crop of a marked luma image, at the scale that crop implies and the offset its fold finds.
+EDIT_ALPHA = 1e-10  # p-value the weakest everyday edit (log_p_weakest_edit) must read at
+# A bound layout's edits are judged by the margin of its bits, as the embedder knows them: their
+# mean over their spread (``z``, a per-bit signal-to-noise ratio; the payload's decoder reads
+# nearly every word at z >= 1.3, 10 % of the bits wrong), mapped onto the same scale by the
+# square law (log p ~ -z^2 / 2): EDIT_Z reads as EDIT_ALPHA. A payload that has to be decoded
+# fails at a cliff where the statistic of layouts 1 and 2 faded gradually, so its margin, not
+# its p-value, tells how far an edit is from the cliff.
+EDIT_Z = 1.3
+
+
+def _judged(frame: _Frame, al: _sync.Alignment, payload: bytes) -> float:
+    """How clearly ``frame`` reads at ``al``, on the scale of a log p-value (before any search
+    correction): a bound layout's bit margin (``EDIT_Z``), layout 1's or 2's reading."""
+    layout = frame.layout
+    if not layout.bound:
+        return frame.read(al).log_p
+    truth = 1.0 - 2.0 * coded_bits(layout, payload, frame.key).astype(np.float64)
+    margins = frame.soft(al) * truth
+    z = float(margins.mean() / (margins.std() + 1e-12))
+    return math.log(EDIT_ALPHA) * (max(z, 0.0) / EDIT_Z) ** 2
+
+
+def log_p_centre_crop(
+    luma: NDArray[np.float32], key: Key, layout: Layout, payload: bytes, *, fraction: float = CROP_CHECK_FRACTION
+) -> float:
+    """How clearly (:func:`_judged`) the mark reads from the centre ``fraction`` crop of a marked
+    luma image, at the scale that crop implies and the offset its fold finds.
 
     Informed embedding balances the bits for the whole image; on pure textures a crop removes
     much of that balance. The embedder uses this reading to spend more of its PSNR budget where
@@ -246,20 +310,16 @@ def log_p_centre_crop(luma: NDArray[np.float32], key: Key, layout: Layout, *, fr
     h, w = luma.shape
     ch, cw = round(h * fraction), round(w * fraction)
     top, left = (h - ch) // 2, (w - cw) // 2
-    res = prepare(luma[top : top + ch, left : left + cw]).residual_for(layout.frame)
+    frame = _Frame.of(prepare(luma[top : top + ch, left : left + cw]), key, layout)
     scale = _sync.canonical_scale(ch, cw) / _sync.canonical_scale(h, w)
-    tile, template_fft, _ = _keyed_material(key, layout)
-    al = _sync.align(res, scale, 0.0, template_fft)
-    log_p, _, _, _ = read_alignment(_sync.read_cells(res, al), tile)
-    return log_p
+    return _judged(frame, _sync.align(frame.residual, scale, 0.0, frame.template_fft), payload)
 
 
-def log_p_weakest_edit(luma: NDArray[np.float32], key: Key, layout: Layout) -> float:
-    """Log p-value of the weaker of two everyday edits of marked luma: the centre crop of
-    :func:`log_p_centre_crop` (before the search correction) and a WebP 50 re-encoding (read in
-    ``layout`` at the identity without the search, as ``detect(search=False)`` reads it for one
-    key). JPEG 50 was checked too at first, and it never was the weakest (21 images, 2 keys: WebP
-    62 times, the crop 13); WebP's smoothing is what takes a fine mark away.
+def log_p_weakest_edit(luma: NDArray[np.float32], key: Key, layout: Layout, payload: bytes) -> float:
+    """How clearly (:func:`_judged`) the weaker of two everyday edits of marked luma reads: the
+    centre crop of :func:`log_p_centre_crop` and a WebP 50 re-encoding (read in ``layout`` at the
+    identity). JPEG 50 was checked too at first, and it never was the weakest (21 images, 2 keys:
+    WebP 62 times, the crop 13); WebP's smoothing is what takes a fine mark away.
 
     The embedder raises its strength while this is weak and lowers it while it stays strong, so
     the strength follows what the image needs: fine textures lose most of a mark to WebP's
@@ -277,10 +337,14 @@ def log_p_weakest_edit(luma: NDArray[np.float32], key: Key, layout: Layout) -> f
     # The encoders release the GIL: the re-encodings run on the reader's pool beside the crop's reading.
     pool = _sync.edge_pool()
     edited = [pool.submit(_round_trip, luma, edit) for edit in EDIT_CHECKS]
-    worst = log_p_centre_crop(luma, key, layout)
+    worst = log_p_centre_crop(luma, key, layout, payload)
     for job in edited:
-        reading = read_key(prepare(job.result()), key, search=False, layouts=(layout,), sync_evidence=False)
-        worst = max(worst, reading.log_p_value)
+        prep = prepare(job.result())
+        if layout.bound:
+            judged = _judged(_Frame.of(prep, key, layout), _sync.Alignment(1.0, 0.0), payload)
+        else:
+            judged = read_key(prep, key, search=False, layouts=(layout,), sync_evidence=False).log_p_value
+        worst = max(worst, judged)
     return worst
 
 
@@ -291,8 +355,16 @@ class Prepared:
     a layout reads (computed when first asked for) and their spectra: shared by every key tried."""
 
     canonical: NDArray[np.float32]
+    luma: NDArray[np.float32]  # the luma itself in the 256-unit frame (the content field reads it)
     residuals: dict[int, NDArray[np.float32]] = field(default_factory=dict)
     spectra: dict[int, _sync.Spectrum] = field(default_factory=dict)
+    lumas: dict[int, NDArray[np.float32]] = field(default_factory=dict)
+
+    def luma_for(self, frame: int) -> NDArray[np.float32]:
+        """The luma in the frame of ``frame`` units on the short side."""
+        if frame not in self.lumas:
+            self.lumas[frame] = _frame_luma(self.luma, frame)
+        return self.lumas[frame]
 
     def residual_for(self, frame: int) -> NDArray[np.float32]:
         """The whitened residual in the frame of ``frame`` units on the short side (a smaller
@@ -320,7 +392,7 @@ class Prepared:
 def prepare(luma: NDArray[np.float32]) -> Prepared:
     """Full-resolution luma -> its edge-aware residual (:func:`_sync.edge_residual`) in the
     256-unit frame, ready for every layout's band-pass and whitening."""
-    return Prepared(_sync.to_canonical(_sync.edge_residual(luma), shape=luma.shape))
+    return Prepared(_sync.to_canonical(_sync.edge_residual(luma), shape=luma.shape), _sync.to_canonical(luma))
 
 
 def _log_fisher(log_x: float, count: int = 2) -> float:
@@ -459,20 +531,86 @@ def read_alignment(
     return log_p, payload, errors, matches
 
 
+class AlignmentReading(NamedTuple):
+    """One alignment read in one layout: the log p before the search correction (the payload's
+    and its MAC's in a bound layout), the payload, bits corrected, check bits that match,
+    whether the payload verifies, and the sync pattern's own log p at the origin (0 elsewhere)."""
+
+    log_p: float
+    payload: bytes | None
+    errors: int | None
+    matches: int
+    verified: bool
+    log_p_pattern: float
+
+
+def read_bound(
+    sync_cells: NDArray[np.float64], data_cells: NDArray[np.float64], tile: KeyedTile, key: Key, *, at_origin: bool = False
+) -> AlignmentReading:
+    """Read a bound layout (format v3): ``data_cells`` were read from the residual times the
+    content weights, ``sync_cells`` from the residual alone.
+
+    The evidence is the payload and its MAC: a valid codeword (``p2``, as in layouts 1 and 2) and
+    the signed-rank statistic of the 64 check values against the MAC of the decoded payload
+    (``p1``: exact, for the check chips are fair coins independent of the cells the payload was
+    decoded from), combined by Fisher's method. Nothing is evidence without a payload: the sync
+    chips are the same in every marked image, so an average of marked images carries them, and
+    at the origin they are reported apart (``log_p_pattern``) as a keyed pattern seen."""
+    layout = tile.layout
+    soft = np.bincount(tile.assign.ravel(), weights=(data_cells * tile.chips).ravel(), minlength=layout.data_bits)
+    log_p_pattern = log_sync_sf(sync_cells, tile) if at_origin else 0.0
+    n = layout.code.n
+    payload, errors = _osd.decode(layout, soft[:n])
+    check = soft[n:] * (1.0 - 2.0 * mac_bits(key, layout, payload).astype(np.float64))
+    log_p_mac = log_signed_rank_sf(check)
+    log_p_payload = min(0.0, layout.log_false_payload(errors))
+    # Two valid p-values, the smaller one doubled (as in layouts 1 and 2): the MAC alone, and the
+    # MAC with the payload's distance (a payload read past the code's reach adds nothing).
+    log_p = min(log_p_mac, _log_fisher(log_p_mac + log_p_payload, 2)) + math.log(STATISTICS)
+    verified = log_p_mac <= MAC_GATE
+    return AlignmentReading(log_p, payload, errors, int((check > 0).sum()), verified, log_p_pattern)
+
+
 @dataclass(frozen=True)
 class _Frame:
-    """What reading one layout in one image needs: its frame's residual, sync template and tile."""
+    """What reading one layout in one image needs: its frame's residual (and luma, for a bound
+    layout's content field), the sync template and the tile."""
 
     layout: Layout
     residual: NDArray[np.float32]
+    luma: NDArray[np.float32]
     tile: KeyedTile
     template_fft: NDArray[np.complex128]
     band: NDArray[np.complex128]
+    key: Key
 
     @classmethod
     def of(cls, prep: Prepared, key: Key, layout: Layout) -> _Frame:
         tile, template_fft, band = _keyed_material(key, layout)
-        return cls(layout, prep.residual_for(layout.frame), tile, template_fft, band)
+        return cls(layout, prep.residual_for(layout.frame), prep.luma_for(layout.frame), tile, template_fft, band, key)
+
+    def _data_cells(self, al: _sync.Alignment) -> NDArray[np.float64]:
+        field = _content.content_field(self.luma, _content.bind_kernel(self.key, self.layout), al.scale, al.theta)
+        return _sync.read_cells(self.residual * _content.weights_of(field), al)
+
+    def read(self, al: _sync.Alignment, *, at_origin: bool = False) -> AlignmentReading:
+        """The reading at ``al``; ``at_origin``: ``al`` is the exact origin, where the sync chips
+        are evidence of a keyed pattern (section 6)."""
+        cells = _sync.read_cells(self.residual, al)
+        if self.layout.bound:
+            return read_bound(cells, self._data_cells(al), self.tile, self.key, at_origin=at_origin)
+        log_p, payload, errors, matches = read_alignment(cells, self.tile, at_origin=at_origin)
+        # Layouts 1 and 2 verify nothing but a decoded payload; their evidence without one is
+        # the keyed pattern's (their check bits are the same in every marked image).
+        pattern = log_p if payload is None else 0.0
+        return AlignmentReading(log_p if payload is not None else 0.0, payload, errors, matches, payload is not None, pattern)
+
+    def soft(self, al: _sync.Alignment) -> NDArray[np.float64]:
+        """Every data bit's soft value at ``al`` (positive reads as 0)."""
+        if self.layout.bound:
+            cells = self._data_cells(al)
+            return np.bincount(self.tile.assign.ravel(), weights=(cells * self.tile.chips).ravel(), minlength=self.layout.data_bits)
+        return bit_soft(_sync.read_cells(self.residual, al), self.tile)
 
 
 @lru_cache(maxsize=32)
@@ -488,56 +626,75 @@ def read_key(
     prep: Prepared, key: Key, *, search: bool = True, layouts: tuple[Layout, ...] | None = None, sync_evidence: bool = True
 ) -> Reading:
     """The best reading of one key over every layout, each in its own frame: the identities
-    first (at the exact origin), then the offsets fitted at scale 1; with ``search``, those
-    offsets, their quarter turns and the best scale/angle candidates of each frame's coherent
-    search, ranked together by their sync peaks. At most ``MAX_ALIGNMENTS`` are
-    read in all, each with its own layout, so the correction does not grow with the layouts. The
-    search runs only when no identity reads overwhelmingly, and a search candidate is refined
-    locally only when it is about to be read, so a clear mark at the identity costs neither.
-    ``layouts`` restricts the reading to some layouts (the embedder reads back the one it wrote);
-    the correction stays the same, so such a p-value is conservative. ``sync_evidence``: the
-    identities read the sync chips as evidence too (:func:`read_alignment`); the embedder judges
-    its edits without them, so that its strength policy keeps the margins it was measured with."""
-    frames = [_Frame.of(prep, key, layout) for layout in (LAYOUTS.values() if layouts is None else layouts)]
-    correction = math.log(MAX_ALIGNMENTS)
+    first (at the exact origin), then the offsets fitted at scale 1; with ``search``, the bound
+    layouts' fitted offsets, their quarter turns and the best scale/angle candidates of each
+    frame's coherent search, ranked together by their sync peaks. Layouts 1 and 2 (written
+    before forgery resistance) are read only at the origin and at their fitted offsets.
+    At most ``MAX_READINGS`` are read in all, each with its own layout, so the correction does
+    not grow with the layouts. The search runs only when no identity reads overwhelmingly, and
+    a search candidate is refined locally only when it is about to be read, so a clear mark at
+    the identity costs neither. ``layouts`` restricts the reading to some layouts (the embedder
+    reads back the one it wrote); the correction stays the same, so such a p-value is
+    conservative. ``sync_evidence``: the identities of layouts 1 and 2 read the sync chips as
+    evidence too (:func:`read_alignment`); the embedder judges its edits without them."""
+    chosen_layouts = tuple(LAYOUTS.values()) if layouts is None else layouts
+    frames = [_Frame.of(prep, key, layout) for layout in sorted(chosen_layouts, key=lambda la: not la.bound)]
+    bound = [frame for frame in frames if frame.layout.bound]
+    legacy = [frame for frame in frames if not frame.layout.bound]
+    correction = math.log(MAX_READINGS)
+    pattern = 0.0  # the strongest keyed-pattern evidence seen at an origin
 
     def better(frame: _Frame, al: _sync.Alignment, best: Reading | None, *, at_origin: bool = False) -> Reading:
+        nonlocal pattern
         layout = frame.layout
-        lp, payload, errors, matches = read_alignment(_sync.read_cells(frame.residual, al), frame.tile, at_origin=at_origin)
+        got = frame.read(al, at_origin=at_origin and (layout.bound or sync_evidence))
+        pattern = min(pattern, got.log_p_pattern + correction)
         reading = Reading(
-            log_p_value=min(0.0, lp + correction),
-            payload=payload,
-            bit_errors_corrected=errors,
-            check_matches=matches,
+            log_p_value=min(0.0, got.log_p + correction),
+            payload=got.payload,
+            bit_errors_corrected=got.errors,
+            check_matches=got.matches,
             check_bits=layout.check_bits,
             alignment=al,
-            version=layout.version if payload is not None else None,
+            version=layout.version if got.payload is not None else None,
             layout=layout,
+            verified=got.verified,
         )
-        return reading if best is None or reading.log_p_value < best.log_p_value else best
+        if best is None or (reading.verified, -reading.log_p_value) > (best.verified, -best.log_p_value):
+            return reading
+        return best
+
+    def done(best: Reading) -> Reading:
+        return dataclasses.replace(best, log_p_pattern=min(0.0, pattern))
+
+    def clear(best: Reading) -> bool:
+        return best.verified and best.log_p_value < OVERWHELMING
 
     best: Reading | None = None
     for frame in frames:  # nothing moved: scale 1, no turn, offset 0 (every non-geometric edit)
-        best = better(frame, _sync.Alignment(1.0, 0.0), best, at_origin=sync_evidence)
-        if best.log_p_value < OVERWHELMING:
-            return best
+        best = better(frame, _sync.Alignment(1.0, 0.0), best, at_origin=True)
+        if clear(best):
+            return done(best)
     assert best is not None
     # Offsets fitted at scale 1 (a crop of the long side moves the tile, not its scale): read
     # after the identity. The fit is pulled by the image's own texture (grass under WebP 50, key
     # 2: a fifth of a unit off, 1e-14.1 there against 1e-17.9 at the origin, where the informed
     # gains balanced the bits); so it does not replace the identity.
     fitted = [(frame, _sync.align_quarters(frame.residual, 1.0, 0.0, frame.template_fft)) for frame in frames]
-    if not search:
-        for frame, (shifted, *_turns) in fitted:
-            best = better(frame, shifted, best)
-            if best.log_p_value < OVERWHELMING:
-                break
-        return best
+    for frame, (shifted, *_turns) in fitted:
+        if frame.layout.bound and search:
+            continue  # ranked with the search's candidates below
+        best = better(frame, shifted, best)
+        if clear(best):
+            return done(best)
+    if not search or not bound:
+        return done(best)
     others: list[tuple[_Frame, _sync.Alignment, bool]] = []  # (frame, alignment, from the scale/angle search)
     for frame, quarters in fitted:
-        others += [(frame, al, False) for al in quarters]
+        if frame.layout.bound:
+            others += [(frame, al, False) for al in quarters]
     leader: tuple[float, tuple[_Frame, _sync.Alignment, bool]] | None = None  # the coherent search's best (z, entry)
-    for frame in frames:
+    for frame in bound:
         grid = _sync.grid_for(frame.layout.frame)
         spec = prep.spectrum_for(frame.layout.frame)
         for scale, theta, z in _sync.coherent_candidates(spec, frame.band, count=SEARCHED, grid=grid):
@@ -545,7 +702,7 @@ def read_key(
             if leader is None or z > leader[0]:
                 leader = (z, others[-1])
     others.sort(key=lambda o: -o[1].score)
-    chosen = others[: MAX_ALIGNMENTS - len(frames)]
+    chosen = others[: MAX_ALIGNMENTS - len(bound)]
     # The search's own best candidate (by its coherent peak, over every frame) is read first, even
     # where the fold ranks it lower: a candidate a quarter of a grid step off scale drifts half a
     # cell across the image before its local refinement, which takes the fold's peak down (a 75 %
@@ -557,9 +714,9 @@ def read_key(
         if searched:
             al = _refine(frame.residual, al, frame.template_fft, frame.tile.sync.astype(np.float64))
         best = better(frame, al, best)
-        if best.log_p_value < OVERWHELMING:
+        if clear(best):
             break
-    return best
+    return done(best)
 
 
 OVERWHELMING = -60.0  # log p of a reading after which the search stops: nothing could be clearer

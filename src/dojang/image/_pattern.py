@@ -18,6 +18,8 @@ versions), so the format is pinned by the key alone.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import math
 from dataclasses import dataclass
 from functools import lru_cache
@@ -49,6 +51,10 @@ class Layout:
     bch_t: int
     check_bits: int
     frame: int = CANONICAL_SHORT  # canonical units on the image's short side
+    # Format v3 (layouts 3 and 4): the data chips are multiplied by a keyed function of the
+    # image's own content (``_content``), so no two images share a data pattern, and the check
+    # bits are a keyed MAC of the version and payload instead of zeros.
+    bound: bool = False
 
     def __post_init__(self) -> None:
         if not 0 < self.version < 1 << VERSION_BITS:
@@ -101,9 +107,13 @@ def _bch(m: int, t: int) -> BCH:
 LAYOUTS: dict[int, Layout] = {
     1: Layout(version=1, bch_m=7, bch_t=9, check_bits=64),
     2: Layout(version=2, bch_m=7, bch_t=9, check_bits=64, frame=COARSE_SHORT),
+    3: Layout(version=3, bch_m=7, bch_t=9, check_bits=64, bound=True),
+    4: Layout(version=4, bch_m=7, bch_t=9, check_bits=64, frame=COARSE_SHORT, bound=True),
 }
-FINE_VERSION = 1  # photos and textures
-COARSE_VERSION = 2  # smooth and flat images
+FINE_VERSION = 3  # photos and textures
+COARSE_VERSION = 4  # smooth and flat images
+LEGACY_VERSIONS = (1, 2)  # written before forgery resistance: read at the origin and the fitted offset only
+MAC_BYTES = 8  # the check bits of a bound layout: HMAC-SHA256 truncated to 64 bits
 
 
 @dataclass(frozen=True)
@@ -119,11 +129,18 @@ class KeyedTile:
     def cells(self, bits: NDArray[np.uint8], gains: NDArray[np.float64] | None = None) -> NDArray[np.float32]:
         """Cell values for the coded ``bits`` (payload codeword + check bits), unit RMS when every
         bit's gain is 1; ``gains`` (one per bit) strengthen some bits and weaken others."""
+        return self.data_cells(bits, gains) + self.sync_cells()
+
+    def data_cells(self, bits: NDArray[np.uint8], gains: NDArray[np.float64] | None = None) -> NDArray[np.float32]:
+        """The data part of :meth:`cells` alone (a bound layout multiplies it by the content field)."""
         signs = 1.0 - 2.0 * bits.astype(np.float32)  # bit 0 -> +1, bit 1 -> -1
         if gains is not None:
             signs = signs * gains.astype(np.float32)
-        values = signs[self.assign] * self.chips + SYNC_WEIGHT * self.sync
-        return (values / np.sqrt(1.0 + SYNC_WEIGHT**2)).astype(np.float32)
+        return (signs[self.assign] * self.chips / np.sqrt(1.0 + SYNC_WEIGHT**2)).astype(np.float32)
+
+    def sync_cells(self) -> NDArray[np.float32]:
+        """The sync part of :meth:`cells`: the same in every image marked with this key and layout."""
+        return (SYNC_WEIGHT * self.sync / np.sqrt(1.0 + SYNC_WEIGHT**2)).astype(np.float32)
 
 
 def _signs(material: bytes, count: int) -> NDArray[np.float32]:
@@ -152,9 +169,22 @@ def keyed_tile(key: Key, layout: Layout) -> KeyedTile:
     return KeyedTile(sync=sync, chips=chips, assign=assign.reshape(TILE_CELLS, TILE_CELLS), layout=layout)
 
 
-def coded_bits(layout: Layout, payload: bytes) -> NDArray[np.uint8]:
-    """Payload codeword followed by the check bits (all zero: their chips carry the key)."""
+def mac_bits(key: Key, layout: Layout, payload: bytes) -> NDArray[np.uint8]:
+    """The check bits of a bound layout: the first 64 bits (MSB first) of
+    HMAC-SHA256(key's ``image/v3/mac`` sub-key, version byte || payload). Only the key's holder
+    can make them, and they change with every payload and version."""
+    mac = hmac.new(key.derive("image/v3/mac"), bytes([layout.version]) + payload, hashlib.sha256).digest()
+    return np.unpackbits(np.frombuffer(mac[:MAC_BYTES], dtype=np.uint8))[: layout.check_bits]
+
+
+def coded_bits(layout: Layout, payload: bytes, key: Key | None = None) -> NDArray[np.uint8]:
+    """Payload codeword followed by the check bits: a keyed MAC in a bound layout (``key``
+    needed), all zero in layouts 1 and 2 (their chips alone carry the key)."""
     codeword = layout.code.encode(layout.pack(payload))
+    if layout.bound:
+        if key is None:
+            raise ConfigError(f"layout {layout.version} needs the key for its check bits")
+        return np.concatenate([codeword, mac_bits(key, layout, payload)])
     return np.concatenate([codeword, np.zeros(layout.check_bits, np.uint8)])
 
 

@@ -62,6 +62,9 @@ class Detection:
     payload: bytes | None = None  # image marks: the decoded payload (only when detected)
     bit_errors_corrected: int | None = None  # image marks: payload bits the code had to correct
     reason: str | None = None  # why a verdict is inconclusive ("could not be read"), in words
+    # image marks: a keyed pattern (the sync layer) was seen, whether or not a payload verified;
+    # inconclusive with this set means "pattern without a valid payload" (an average or a forgery)
+    keyed_pattern_seen: bool | None = None
 
     @property
     def p_value(self) -> float:
@@ -93,6 +96,8 @@ class Detection:
         if self.scheme.startswith("image"):
             out["payload"] = self.payload.hex() if self.payload is not None else None
             out["bit_errors_corrected"] = self.bit_errors_corrected
+            out["payload_verified"] = self.payload is not None and self.verdict is Verdict.DETECTED
+            out["keyed_pattern_seen"] = bool(self.keyed_pattern_seen)
             del out["spans"]
         if self.reason is not None:
             out["reason"] = self.reason
