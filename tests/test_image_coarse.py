@@ -12,7 +12,7 @@ from PIL import Image
 
 from dojang.bench._image import synthetic_images
 from dojang.errors import InputError
-from dojang.image import _codec, _sync, attacks, detect, embed
+from dojang.image import _codec, attacks, detect, embed
 from dojang.image._api import embed_pixels, psnr
 from dojang.image._io import from_pil
 from dojang.image._pattern import LAYOUTS, keyed_tile, sync_chips

@@ -13,7 +13,7 @@ from dojang.bench._image import synthetic_images
 from dojang.image import _codec, _sync, attacks, detect
 from dojang.image._api import embed_pixels, psnr
 from dojang.image._io import from_pil
-from dojang.image._pattern import LAYOUTS, coded_bits, keyed_tile
+from dojang.image._pattern import LAYOUTS, coded_bits
 from dojang.keys import Key
 from tests.helpers import BENCH_PAYLOAD, bench_key, fixed_key
 

@@ -33,7 +33,7 @@ from dojang.image._pattern import CANONICAL_SHORT, TILE_UNITS
 from dojang.keys import Key, generate_key
 from dojang.stats import Verdict
 
-__all__ = ["AdversarySuite", "ESTIMATORS", "run_adversary"]
+__all__ = ["ESTIMATORS", "AdversarySuite", "run_adversary"]
 
 SOURCES_MARKED = ("astronaut", "coffee", "chelsea", "rocket", "hubble_deep_field", "immunohistochemistry", "cat", "brick")
 SOURCES_CLEAN = ("camera", "coins", "moon", "retina", "clock", "cell", "grass", "gravel", "page", "text")  # held out
@@ -208,8 +208,9 @@ def run_adversary(
         "clean_detected": sum(verdict(v).verdict is Verdict.DETECTED for v in victims),
         "clean_pattern": sum(verdict(v).verdict is Verdict.INCONCLUSIVE for v in victims),
         "marked_detected": sum(verdict(m).verdict is Verdict.DETECTED for m in targets),
-        "clean": len(victims), "marked": len(targets),
-    }  # fmt: skip
+        "clean": len(victims),
+        "marked": len(targets),
+    }
     cells: list[Cell] = []
     combos = [(e, n) for e in suite.estimators for n in suite.sizes if not (e == "copy" and n != suite.sizes[0])]
     for step, (kind, n) in enumerate(combos):
@@ -235,8 +236,14 @@ def run_adversary(
     return {
         "modality": "image-adversary",
         "key_id": key.key_id,
-        "suite": {"sizes": list(suite.sizes), "scales": list(suite.scales), "victims": suite.victims, "side": suite.side,
-                  "estimators": list(suite.estimators), "seed": suite.seed},  # fmt: skip
+        "suite": {
+            "sizes": list(suite.sizes),
+            "scales": list(suite.scales),
+            "victims": suite.victims,
+            "side": suite.side,
+            "estimators": list(suite.estimators),
+            "seed": suite.seed,
+        },
         "baseline": baseline,
         "cells": [c.to_dict() for c in cells],
         "environment": environment(),

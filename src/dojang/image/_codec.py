@@ -544,6 +544,14 @@ class AlignmentReading(NamedTuple):
     log_p_pattern: float
 
 
+def data_soft(data_cells: NDArray[np.float64], tile: KeyedTile) -> NDArray[np.float64]:
+    """A bound layout's soft bits: each data cell (read through the content weights) times its
+    chip, added into its bit (no regression on the sync chips: they do not line up with the
+    content weights)."""
+    soft = np.bincount(tile.assign.ravel(), weights=(data_cells * tile.chips).ravel(), minlength=tile.layout.data_bits)
+    return soft.astype(np.float64)
+
+
 def read_bound(
     sync_cells: NDArray[np.float64], data_cells: NDArray[np.float64], tile: KeyedTile, key: Key, *, at_origin: bool = False
 ) -> AlignmentReading:
@@ -557,7 +565,7 @@ def read_bound(
     chips are the same in every marked image, so an average of marked images carries them, and
     at the origin they are reported apart (``log_p_pattern``) as a keyed pattern seen."""
     layout = tile.layout
-    soft = np.bincount(tile.assign.ravel(), weights=(data_cells * tile.chips).ravel(), minlength=layout.data_bits)
+    soft = data_soft(data_cells, tile)
     log_p_pattern = log_sync_sf(sync_cells, tile) if at_origin else 0.0
     n = layout.code.n
     payload, errors = _osd.decode(layout, soft[:n])
@@ -608,8 +616,7 @@ class _Frame:
     def soft(self, al: _sync.Alignment) -> NDArray[np.float64]:
         """Every data bit's soft value at ``al`` (positive reads as 0)."""
         if self.layout.bound:
-            cells = self._data_cells(al)
-            return np.bincount(self.tile.assign.ravel(), weights=(cells * self.tile.chips).ravel(), minlength=self.layout.data_bits)
+            return data_soft(self._data_cells(al), self.tile)
         return bit_soft(_sync.read_cells(self.residual, al), self.tile)
 
 
@@ -640,7 +647,6 @@ def read_key(
     chosen_layouts = tuple(LAYOUTS.values()) if layouts is None else layouts
     frames = [_Frame.of(prep, key, layout) for layout in sorted(chosen_layouts, key=lambda la: not la.bound)]
     bound = [frame for frame in frames if frame.layout.bound]
-    legacy = [frame for frame in frames if not frame.layout.bound]
     correction = math.log(MAX_READINGS)
     pattern = 0.0  # the strongest keyed-pattern evidence seen at an origin
 

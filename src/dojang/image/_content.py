@@ -58,7 +58,10 @@ def bind_kernel(key: Key, layout: Layout) -> tuple[tuple[tuple[int, int], ...], 
 
 
 def content_field(
-    luma: NDArray[np.float32], kernel: tuple[tuple[tuple[int, int], ...], tuple[float, ...]], scale: float = 1.0, theta: float = 0.0
+    luma: NDArray[np.float32],
+    kernel: tuple[tuple[tuple[int, int], ...], tuple[float, ...]],
+    scale: float = 1.0,
+    theta: float = 0.0,
 ) -> NDArray[np.float32]:
     """``f`` at every pixel of ``luma`` (a canonical frame), for an alignment of ``scale`` and
     ``theta`` (radians); the border is extended with its nearest pixel."""

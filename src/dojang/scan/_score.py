@@ -21,7 +21,7 @@ from typing import Any
 
 from dojang.errors import ConfigError, DojangError
 from dojang.keys import KeyRing
-from dojang.stats import Detection
+from dojang.stats import Detection, Verdict
 
 DEFAULT_FPR = 1e-9  # per item; see docs/scan.md for why scans are stricter than single checks
 
@@ -46,7 +46,7 @@ class ScanRow:
     verdict: str | None
     p_value: float | None
     log10_p_value: float | None
-    key_id: str | None  # the matching key, only when detected
+    key_id: str | None  # the matching key when detected; an image's key whose keyed pattern was seen without a valid payload
     scheme: str | None
     tokens_scored: int | None  # text only
     payload: str | None  # images: the decoded 64-bit payload (hex), only when detected
@@ -65,7 +65,7 @@ class ScanRow:
             verdict=det.verdict.value,
             p_value=det.p_value,
             log10_p_value=det.log10_p_value,
-            key_id=det.key_id if detected else None,
+            key_id=det.key_id if detected or (det.verdict is Verdict.INCONCLUSIVE and det.keyed_pattern_seen) else None,
             scheme=det.scheme,
             tokens_scored=det.tokens_scored if kind == "text" else None,
             payload=det.payload.hex() if detected and det.payload is not None else None,

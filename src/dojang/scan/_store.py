@@ -44,10 +44,15 @@ def row_schema() -> Any:
 
 def counts_of(table: Any) -> dict[str, Any]:
     """Counts per verdict and detections per key in a shard's rows."""
-    verdicts = Counter(v for v in table.column("verdict").to_pylist() if v is not None)
+    verdict_col = table.column("verdict").to_pylist()
+    verdicts = Counter(v for v in verdict_col if v is not None)
     errors = sum(1 for e in table.column("error").to_pylist() if e is not None)
-    by_key = Counter(k for k in table.column("key_id").to_pylist() if k is not None)
-    return {"items": table.num_rows, "errors": errors, **{v: verdicts.get(v, 0) for v in VERDICTS}, "by_key": dict(by_key)}
+    pairs = list(zip(verdict_col, table.column("key_id").to_pylist(), strict=True))
+    by_key = Counter(k for v, k in pairs if v == "detected" and k is not None)
+    # images with a keyed pattern but no payload that verifies (an average or a forgery): inconclusive, counted apart
+    pattern_only = sum(1 for v, k in pairs if v == "inconclusive" and k is not None)
+    return {"items": table.num_rows, "errors": errors, **{v: verdicts.get(v, 0) for v in VERDICTS}, "by_key": dict(by_key),
+            "keyed_pattern_only": pattern_only}  # fmt: skip
 
 
 @dataclass
@@ -59,6 +64,7 @@ class ScanSummary:
     detected: int = 0
     not_detected: int = 0
     inconclusive: int = 0
+    keyed_pattern_only: int = 0  # of the inconclusive: images with a keyed pattern but no payload that verifies
     errors: int = 0
     alpha: float = 0.0
     by_key: dict[str, int] = field(default_factory=dict)
@@ -77,6 +83,7 @@ class ScanSummary:
         self.detected += counts["detected"]
         self.not_detected += counts["not_detected"]
         self.inconclusive += counts["inconclusive"]
+        self.keyed_pattern_only += counts.get("keyed_pattern_only", 0)
         for key_id, n in counts["by_key"].items():
             self.by_key[key_id] = self.by_key.get(key_id, 0) + n
 
@@ -86,6 +93,7 @@ class ScanSummary:
             "detected": self.detected,
             "not_detected": self.not_detected,
             "inconclusive": self.inconclusive,
+            "keyed_pattern_only": self.keyed_pattern_only,
             "errors": self.errors,
             "expected_false_positives": self.expected_false_positives,
             "fpr": self.alpha,
