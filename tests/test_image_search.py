@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 from dojang.bench._image import synthetic_images
-from dojang.image import _codec, _sync, attacks
+from dojang.image import _codec, _sync, attacks, detect
 from dojang.image._api import embed_pixels
 from dojang.image._io import from_pil
 from dojang.image._pattern import LAYOUTS, coded_bits, keyed_tile, sync_chips, unit_template
@@ -264,3 +264,34 @@ def test_the_origin_reads_the_sync_chips_as_evidence() -> None:
     assert without > math.log(1e-6)  # missed by the check bits alone
     assert with_sync <= math.log(1e-9)
     assert with_sync <= 1.6 * without
+
+
+@pytest.fixture(scope="module")
+def chelsea_marked() -> Image.Image:
+    chelsea = Image.fromarray(skdata.chelsea()).convert("RGB")  # 451 x 300
+    return embed_pixels(from_pil(chelsea), fixed_key(1), PAYLOAD, check_existing=False).pixels.to_pil()
+
+
+def test_a_mirrored_copy_is_read_mirrored_back(chelsea_marked: Image.Image) -> None:
+    """A mirrored selfie or a flipped repost: the image mirrored back is the marked image, read at
+    its origin (and, after a crop of the long side, at its fitted offset)."""
+    key = fixed_key(1)
+    mirrored = attacks.mirror()(chelsea_marked)
+    for image in (mirrored, attacks.jpeg(75)(mirrored), mirrored.crop((11, 0, mirrored.width, mirrored.height))):
+        reading = _codec.read_key(_codec.prepare(from_pil(image).luma()), key, search=False)
+        assert reading.mirrored and reading.payload == PAYLOAD and reading.log_p_value <= math.log(1e-9)
+    clean = Image.fromarray(skdata.chelsea()).convert("RGB")
+    assert not detect(attacks.mirror()(clean), key).detected
+
+
+@pytest.mark.parametrize(("factor", "axis"), [(0.8, "height"), (1.25, "height"), (0.85, "width")])
+def test_an_aspect_ratio_change_is_found_on_the_long_axis(chelsea_marked: Image.Image, factor: float, axis: str) -> None:
+    """One side resized, the other kept: the canonical frame follows the short side, so the long
+    axis is off by the ratio; the search finds it (0.8..1.25) and reads the image rescaled back."""
+    stretched = attacks.stretch(factor, axis=axis)(chelsea_marked)
+    truth = factor if axis == "width" else 1.0 / factor  # the long axis' scale in the stretched frame
+    reading = _codec.read_key(_codec.prepare(from_pil(stretched).luma()), fixed_key(1))
+    assert reading.payload == PAYLOAD and reading.log_p_value <= math.log(1e-6)
+    assert abs(reading.stretch / truth - 1) < 0.004
+    without = _codec.read_key(_codec.prepare(from_pil(stretched).luma()), fixed_key(1), search=False)
+    assert without.log_p_value > math.log(1e-6)  # nothing else reads it

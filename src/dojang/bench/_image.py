@@ -100,7 +100,7 @@ _FACTORIES: dict[str, Callable[..., A.Attack]] = {
     "none": A.identity, "jpeg": A.jpeg, "webp": A.webp, "resize": lambda f: A.rescale(f, back=True),
     "resize_width": A.resize_width, "crop": A.crop, "rotate": A.rotate, "blur": A.blur, "noise": A.noise,
     "brightness": A.brightness, "contrast": A.contrast, "saturation": A.saturation, "gamma": A.gamma,
-    "screenshot": A.screenshot,
+    "screenshot": A.screenshot, "mirror": A.mirror, "stretch": A.stretch, "pad": A.pad,
 }  # fmt: skip
 
 

@@ -55,6 +55,9 @@ IMAGE_ATTACKS: dict[str, tuple[tuple[type, ...], tuple[Any, ...], str]] = {
     "saturation": ((float,), (), "saturation factor"),
     "gamma": ((float,), (), "gamma curve"),
     "screenshot": ((), (), "0.8x downscale + 3 px crop + JPEG 80"),
+    "mirror": ((), (), "left-right mirror"),
+    "stretch": ((float,), (), "resize the height by this factor, the width kept (an aspect-ratio change)"),
+    "pad": ((float,), (), "place the image in a white canvas whose sides are its own over this fraction"),
 }
 STANDARD_COUNT = 26  # len(dojang.image.attacks.standard()), pinned by a test
 _ALONE = {"emoji", "emoji-forced", "standard"}  # whole-run attacks that cannot sit inside a chain

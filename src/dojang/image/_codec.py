@@ -46,7 +46,9 @@ from dojang.keys import Key
 
 MAX_ALIGNMENTS = 8  # alignments whose bits may be read in the bound layouts (each read with its own)
 LEGACY_READINGS = 4  # readings of layouts 1 and 2: each at the origin and at its offset fitted at scale 1
-MAX_READINGS = MAX_ALIGNMENTS + LEGACY_READINGS  # the Bonferroni factor of one key's reading
+MIRROR_READINGS = 4  # the bound layouts read in the image mirrored back: at the origin and the fitted offset
+STRETCH_READINGS = 2  # the bound layouts read at their best aspect-ratio candidate (the long axis rescaled)
+MAX_READINGS = MAX_ALIGNMENTS + LEGACY_READINGS + MIRROR_READINGS + STRETCH_READINGS  # the Bonferroni factor of one key's reading
 MAC_GATE = math.log(1e-4)  # a decoded payload is verified when its MAC bits read at least this clearly on their own
 STATISTICS = 2  # p-values of one reading, the smaller of which is used: the evidence alone, and the evidence with the payload
 SYNC_GROUP = 4  # sync cells summed into one unit of the sync statistic (read only at the exact origin)
@@ -93,6 +95,8 @@ class Reading:
     layout: Layout  # the layout this alignment was read with
     verified: bool = False
     log_p_pattern: float = 0.0
+    mirrored: bool = False  # read in the image mirrored left to right
+    stretch: float = 1.0  # read with the long axis rescaled by 1 / stretch (an aspect-ratio change)
 
 
 # -- embedding -------------------------------------------------------------------------------------
@@ -359,6 +363,28 @@ class Prepared:
     residuals: dict[int, NDArray[np.float32]] = field(default_factory=dict)
     spectra: dict[int, _sync.Spectrum] = field(default_factory=dict)
     lumas: dict[int, NDArray[np.float32]] = field(default_factory=dict)
+    _mirror: Prepared | None = None
+
+    def stretched(self, ratio: float, long_axis: int) -> Prepared:
+        """The image with its long axis (1: columns, 0: rows) rescaled by ``1 / ratio``: an image
+        whose aspect ratio was changed by ``ratio`` becomes the marked image's frame again."""
+        from PIL import Image
+
+        def resize(a: NDArray[np.float32]) -> NDArray[np.float32]:
+            h, w = a.shape
+            size = (max(1, round(w / ratio)), h) if long_axis == 1 else (w, max(1, round(h / ratio)))
+            return np.asarray(
+                Image.fromarray(np.ascontiguousarray(a), mode="F").resize(size, Image.Resampling.BILINEAR), dtype=np.float32
+            )
+
+        return Prepared(resize(self.canonical), resize(self.luma))
+
+    def mirrored(self) -> Prepared:
+        """The same image mirrored left to right (a mirrored copy of a marked image, mirrored
+        back, is the marked image again: the reader looks at it at the origin)."""
+        if self._mirror is None:
+            self._mirror = Prepared(np.ascontiguousarray(self.canonical[:, ::-1]), np.ascontiguousarray(self.luma[:, ::-1]))
+        return self._mirror
 
     def luma_for(self, frame: int) -> NDArray[np.float32]:
         """The luma in the frame of ``frame`` units on the short side."""
@@ -635,8 +661,9 @@ def read_key(
     """The best reading of one key over every layout, each in its own frame: the identities
     first (at the exact origin), then the offsets fitted at scale 1; with ``search``, the bound
     layouts' fitted offsets, their quarter turns and the best scale/angle candidates of each
-    frame's coherent search, ranked together by their sync peaks. Layouts 1 and 2 (written
-    before forgery resistance) are read only at the origin and at their fitted offsets.
+    frame's coherent search, ranked together by their sync peaks. Before the search the bound
+    layouts are also read in the image mirrored back (origin and fitted offset). Layouts 1 and 2
+    (written before forgery resistance) are read only at the origin and at their fitted offsets.
     At most ``MAX_READINGS`` are read in all, each with its own layout, so the correction does
     not grow with the layouts. The search runs only when no identity reads overwhelmingly, and
     a search candidate is refined locally only when it is about to be read, so a clear mark at
@@ -650,7 +677,15 @@ def read_key(
     correction = math.log(MAX_READINGS)
     pattern = 0.0  # the strongest keyed-pattern evidence seen at an origin
 
-    def better(frame: _Frame, al: _sync.Alignment, best: Reading | None, *, at_origin: bool = False) -> Reading:
+    def better(
+        frame: _Frame,
+        al: _sync.Alignment,
+        best: Reading | None,
+        *,
+        at_origin: bool = False,
+        mirrored: bool = False,
+        stretch: float = 1.0,
+    ) -> Reading:
         nonlocal pattern
         layout = frame.layout
         got = frame.read(al, at_origin=at_origin and (layout.bound or sync_evidence))
@@ -665,6 +700,8 @@ def read_key(
             version=layout.version if got.payload is not None else None,
             layout=layout,
             verified=got.verified,
+            mirrored=mirrored,
+            stretch=stretch,
         )
         if best is None or (reading.verified, -reading.log_p_value) > (best.verified, -best.log_p_value):
             return reading
@@ -674,7 +711,7 @@ def read_key(
         return dataclasses.replace(best, log_p_pattern=min(0.0, pattern))
 
     def clear(best: Reading) -> bool:
-        return best.verified and best.log_p_value < OVERWHELMING
+        return best.verified and best.log_p_value < CLEAR
 
     best: Reading | None = None
     for frame in frames:  # nothing moved: scale 1, no turn, offset 0 (every non-geometric edit)
@@ -693,8 +730,30 @@ def read_key(
         best = better(frame, shifted, best)
         if clear(best):
             return done(best)
+    # Mirrored (selfies, flipped reposts): the bound layouts in the image mirrored back, at the
+    # origin and at the offset fitted at scale 1 (a mirrored crop of the long side).
+    if bound:
+        mirror = prep.mirrored()
+        for frame in bound:
+            flipped = _Frame.of(mirror, key, frame.layout)
+            best = better(flipped, _sync.Alignment(1.0, 0.0), best, at_origin=True, mirrored=True)
+            if clear(best):
+                return done(best)
+            shifted = _sync.align(flipped.residual, 1.0, 0.0, flipped.template_fft)
+            best = better(flipped, shifted, best, mirrored=True)
+            if clear(best):
+                return done(best)
     if not search or not bound:
         return done(best)
+    # Aspect-ratio changes: the long axis at its best ratio (0.8..1.25) by the sync peak, then the
+    # offset fitted at scale 1 in the image rescaled back.
+    long_axis = 1 if prep.canonical.shape[1] >= prep.canonical.shape[0] else 0
+    for frame in bound:
+        for ratio, _z in _sync.stretch_candidates(prep.spectrum_for(frame.layout.frame), frame.band, long_axis=long_axis):
+            back = _Frame.of(prep.stretched(ratio, long_axis), key, frame.layout)
+            best = better(back, _sync.align(back.residual, 1.0, 0.0, back.template_fft), best, stretch=ratio)
+            if clear(best):
+                return done(best)
     others: list[tuple[_Frame, _sync.Alignment, bool]] = []  # (frame, alignment, from the scale/angle search)
     for frame, quarters in fitted:
         if frame.layout.bound:
@@ -725,7 +784,10 @@ def read_key(
     return done(best)
 
 
-OVERWHELMING = -60.0  # log p of a reading after which the search stops: nothing could be clearer
+# A verified payload reading at this log p ends the reading: the p-value reported stays a valid
+# bound (the correction counts every alignment that could have been read), and a marked image
+# does not pay for the other layouts' identities and offsets.
+CLEAR = math.log(1e-20)
 
 
 REFINE_STEPS = ((0.008, 0.4), (0.004, 0.2), (0.002, 0.1), (0.001, 0.05))  # (relative scale, degrees), coarse to fine

@@ -64,24 +64,27 @@ def content_field(
     theta: float = 0.0,
 ) -> NDArray[np.float32]:
     """``f`` at every pixel of ``luma`` (a canonical frame), for an alignment of ``scale`` and
-    ``theta`` (radians); the border is extended with its nearest pixel."""
+    ``theta`` (radians): each sample point is a constant shift of the blurred luma, bilinear
+    between whole pixels; the border is extended with its nearest pixel."""
     points, weights = kernel
     blurred = ndimage.gaussian_filter(luma.astype(np.float32, copy=False), BIND_BLUR * scale, mode="nearest", truncate=3.0)
     c, s = math.cos(theta) * scale, math.sin(theta) * scale
     shifts = [(c * du - s * dv, s * du + c * dv) for du, dv in points]  # (dx, dy) canonical pixels
     h, w = luma.shape
+    reach = int(math.ceil(max(max(abs(dx), abs(dy)) for dx, dy in shifts))) + 1
+    padded = np.pad(blurred, reach, mode="edge")
     out = np.zeros((h, w), dtype=np.float32)
-    if all(abs(dx - round(dx)) < 1e-9 and abs(dy - round(dy)) < 1e-9 for dx, dy in shifts):
-        reach = int(max(max(abs(round(dx)), abs(round(dy))) for dx, dy in shifts))
-        padded = np.pad(blurred, reach, mode="edge")
-        for (dx, dy), wk in zip(shifts, weights, strict=True):
-            x0, y0 = reach + round(dx), reach + round(dy)
-            out += np.float32(wk) * padded[y0 : y0 + h, x0 : x0 + w]
-        return out
-    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
     for (dx, dy), wk in zip(shifts, weights, strict=True):
-        sampled = ndimage.map_coordinates(blurred, [yy + np.float32(dy), xx + np.float32(dx)], order=1, mode="nearest")
-        out += np.float32(wk) * sampled
+        # A constant shift: bilinear between the four whole-pixel shifts around it (exact at whole pixels).
+        x0, y0 = math.floor(dx), math.floor(dy)
+        fx, fy = dx - x0, dy - y0
+        for oy, wy in ((0, 1.0 - fy), (1, fy)):
+            for ox, wx in ((0, 1.0 - fx), (1, fx)):
+                weight = wk * wy * wx
+                if weight == 0.0:
+                    continue
+                top, left = reach + y0 + oy, reach + x0 + ox
+                out += np.float32(weight) * padded[top : top + h, left : left + w]
     return out
 
 

@@ -23,6 +23,9 @@ from numpy.typing import NDArray
 from dojang.image._pattern import PAYLOAD_BITS, VERSION_BITS, Layout
 
 TRIPLE_REACH = 32  # flips of three basis positions are tried among this many least reliable ones
+# A codeword this close to the hard decisions among the first 65 candidates ends the search (a
+# clean mark; another codeword is at least 19 bits from it, so it is the unique nearest).
+CLOSE = 3
 
 
 @lru_cache(maxsize=8)
@@ -77,9 +80,12 @@ def decode(layout: Layout, soft: NDArray[np.float64]) -> tuple[bytes, int]:
     basis, pivots = _basis(rows, np.argsort(-rel, kind="stable"))
     base = np.bitwise_xor.reduce(basis[target[pivots]], axis=0) if target[pivots].any() else np.zeros(layout.code.n, bool)
     ones = base[None, :] ^ basis
-    i, j = _pairs(len(basis))
-    a, b, c = _triples(len(basis))
-    every = np.concatenate([base[None, :], ones, ones[i] ^ basis[j], ones[a] ^ basis[b] ^ basis[c]])
+    every = np.concatenate([base[None, :], ones])
+    near = int((every ^ target[None, :]).sum(axis=1).min())
+    if near > CLOSE:  # no codeword within CLOSE bits yet: the pairs and triples too
+        i, j = _pairs(len(basis))
+        a, b, c = _triples(len(basis))
+        every = np.concatenate([every, ones[i] ^ basis[j], ones[a] ^ basis[b] ^ basis[c]])
     cost = (every ^ target[None, :]).astype(np.float64) @ rel
     codeword = every[int(np.argmin(cost))].astype(np.uint8) ^ fixed
     distance = int((codeword != hard).sum())

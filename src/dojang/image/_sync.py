@@ -346,10 +346,26 @@ def _sync_scores(
         )  # fmt: skip
         return _peak_z(scipy.fft.ifft2(out, axes=(2, 3), overwrite_x=True), len(scales))
     x, y = _rotated_harmonics(angles) if rotated is None else rotated
+    return _scores_numpy(spec, weight, x, y, inv, inv)
+
+
+def _scores_numpy(
+    spec: Spectrum,
+    weight: NDArray[np.complex64],
+    x: NDArray[np.float32],
+    y: NDArray[np.float32],
+    inv_x: NDArray[np.float32],
+    inv_y: NDArray[np.float32],
+) -> NDArray[np.float64]:
+    """:func:`_sync_scores` for candidates given by their (turned) harmonics ``x`` and ``y``,
+    ``(n or 1, 48, 48)``, and the inverse scale of each axis, ``(n, 1, 1)``."""
+    import scipy.fft
+
+    n = inv_x.shape[0]
     # Nearest bins of the centred spectrum (|bin| < half the padded size, so the sums stay positive
     # and truncation rounds); one flat take is several times faster than 2-d fancy indexing.
-    kx = (x * (inv * np.float32(spec.width / TILE_UNITS)) + np.float32(spec.width // 2 + 0.5)).astype(np.int32)
-    ky = (y * (inv * np.float32(spec.rows / TILE_UNITS)) + np.float32(spec.rows // 2 + 0.5)).astype(np.int32)
+    kx = (x * (inv_x * np.float32(spec.width / TILE_UNITS)) + np.float32(spec.width // 2 + 0.5)).astype(np.int32)
+    ky = (y * (inv_y * np.float32(spec.rows / TILE_UNITS)) + np.float32(spec.rows // 2 + 0.5)).astype(np.int32)
     prod = np.take(spec.values, ky * np.int32(spec.width) + kx) * weight  # (n, 48, 48): F conj(T), the correlation's spectrum
     rows_plus, rows_minus = _fold_aliases(prod, 1)
     pp, pm = _fold_aliases(rows_plus, 2)
@@ -357,11 +373,53 @@ def _sync_scores(
     grids = [g * shift for g, shift in zip((pp, mm, mp, pm), _SHIFTS, strict=True)]  # (n, 32, 32) each, as _GRIDS
     # Only the real part of each correlation is wanted: Re ifft(Q) = ifft((Q_k + conj Q_-k) / 2), and
     # ifft(H0 + i H1) = ifft(H0) + i ifft(H1): so a pair of grids takes one transform.
-    paired = np.empty((len(scales), 2, _BAND, _BAND), dtype=np.complex64)
+    paired = np.empty((n, 2, _BAND, _BAND), dtype=np.complex64)
     for p, (q0, q1) in enumerate(((grids[0], grids[1]), (grids[2], grids[3]))):
         direct = q0 + 1j * q1
         paired[:, p] = direct + np.conj(q0 - 1j * q1)[:, _NEG][:, :, _NEG]
-    return _peak_z(scipy.fft.ifft2(paired, axes=(2, 3), overwrite_x=True), len(scales))
+    return _peak_z(scipy.fft.ifft2(paired, axes=(2, 3), overwrite_x=True), n)
+
+
+# -- aspect-ratio changes ---------------------------------------------------------------------------
+# Resizing one side of an image (a thumbnailer's careless resize, a stretch to fit) changes its
+# aspect ratio. The canonical frame follows the short side, so the short axis keeps its scale and
+# the long axis is off by the ratio r, 0.8..1.25. The search scores the unturned lattice with the
+# long axis at scale r: the spectrum's harmonics along it divided by r.
+STRETCH_STEP = 0.005  # log steps of r on the grid, then a half and a quarter step around the best
+STRETCH_RANGE = (0.8, 1.25)
+STRETCH_MIN = 0.02  # |log r| below this is left to the reading at scale 1
+
+
+def stretch_candidates(
+    spec: Spectrum, template_band: NDArray[np.complex128], *, long_axis: int, count: int = 1
+) -> list[tuple[float, float]]:
+    """The ``count`` best ratios ``r`` of the long axis (1 = columns, 0 = rows) and their sync
+    peaks (z), refined to a quarter step."""
+    weight = np.conj(template_band).astype(np.complex64)
+    bb, aa = np.meshgrid(_AXIS, _AXIS, indexing="ij")
+    ax, ay = (aa * _IN_REACH).astype(np.float32), (bb * _IN_REACH).astype(np.float32)
+
+    def score(ratios: NDArray[np.float64]) -> NDArray[np.float64]:
+        inv = (1.0 / ratios)[:, None, None].astype(np.float32)
+        one = np.ones_like(inv)
+        return _scores_numpy(spec, weight, ax[None], ay[None], inv if long_axis == 1 else one, inv if long_axis == 0 else one)
+
+    lo, hi = (math.log(v) for v in STRETCH_RANGE)
+    logs = np.arange(lo, hi + 1e-9, STRETCH_STEP)
+    logs = logs[np.abs(logs) >= STRETCH_MIN]
+    z = score(np.exp(logs))
+    best = logs[np.argsort(z)[::-1][: 3 * count]]
+    found: list[tuple[float, float]] = []
+    for centre in best:
+        for step in (STRETCH_STEP / 2, STRETCH_STEP / 4):
+            trial = centre + step * np.array([-1.0, 0.0, 1.0])
+            tz = score(np.exp(trial))
+            centre = trial[int(np.argmax(tz))]
+        r, peak = float(np.exp(centre)), float(tz.max())
+        if all(abs(math.log(r / r0)) > 2 * STRETCH_STEP for r0, _ in found):
+            found.append((r, peak))
+    found.sort(key=lambda rz: -rz[1])
+    return found[:count]
 
 
 def _peak_z(transformed: NDArray[np.complex64], n: int) -> NDArray[np.float64]:

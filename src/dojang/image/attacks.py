@@ -93,6 +93,37 @@ def rotate(degrees: float, *, expand: bool = False) -> Attack:
     return Attack(f"rotate {degrees:g} deg", lambda im: im.rotate(degrees, resample=Image.Resampling.BICUBIC, expand=expand))
 
 
+def mirror() -> Attack:
+    """Left-right mirror (a mirrored selfie, a flipped repost)."""
+    return Attack("mirror", lambda im: im.transpose(Image.Transpose.FLIP_LEFT_RIGHT))
+
+
+def stretch(factor: float, *, axis: str = "height") -> Attack:
+    """Resize one axis by ``factor`` and keep the other (an aspect-ratio change)."""
+    if axis not in ("height", "width"):
+        raise ValueError("axis must be 'height' or 'width'")
+
+    def run(im: Image.Image) -> Image.Image:
+        size = (
+            (im.width, max(1, round(im.height * factor))) if axis == "height" else (max(1, round(im.width * factor)), im.height)
+        )
+        return im.resize(size, Image.Resampling.LANCZOS)
+
+    return Attack(f"stretch {axis} x{factor:g}", run)
+
+
+def pad(fraction: float, *, fill: tuple[int, int, int] = (255, 255, 255)) -> Attack:
+    """Place the image, unscaled, in the middle of a canvas whose sides are its own over
+    ``fraction`` (a screenshot, a meme band, square padding)."""
+
+    def run(im: Image.Image) -> Image.Image:
+        canvas = Image.new(im.mode, (round(im.width / fraction), round(im.height / fraction)), fill if im.mode == "RGB" else 255)
+        canvas.paste(im, ((canvas.width - im.width) // 2, (canvas.height - im.height) // 2))
+        return canvas
+
+    return Attack(f"pad to {fraction:.0%}", run)
+
+
 def blur(sigma: float) -> Attack:
     return Attack(f"blur sigma {sigma:g}", lambda im: im.filter(ImageFilter.GaussianBlur(sigma)))
 
