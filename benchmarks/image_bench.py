@@ -34,7 +34,7 @@ from PIL import Image
 from dojang.bench._image import synthetic_images  # shared with `dojang bench image`
 from dojang.image import _codec, _io, attacks
 from dojang.image._api import ImageDetector, embed_pixels
-from dojang.image._pattern import LAYOUTS, coded_bits, keyed_tile
+from dojang.image._pattern import LAYOUTS, coded_bits
 from dojang.keys import Key
 from dojang.keys._keys import _key_id_for
 
@@ -79,8 +79,7 @@ class Method:
 
 def dojang_method(key: Key, alpha: float = 1e-6) -> Method:
     detector = ImageDetector(keys=key, alpha=alpha)
-    tiles = {v: keyed_tile(key, layout) for v, layout in LAYOUTS.items()}
-    truth = {v: coded_bits(layout, PAYLOAD) for v, layout in LAYOUTS.items()}
+    truth = {v: coded_bits(layout, PAYLOAD, key) for v, layout in LAYOUTS.items()}
 
     def embed(img: Image.Image) -> Image.Image:
         marked = embed_pixels(_io.from_pil(img), key, PAYLOAD, check_existing=False).pixels
@@ -92,18 +91,12 @@ def dojang_method(key: Key, alpha: float = 1e-6) -> Method:
             return 0.5, 0.0
         prep = _codec.prepare(px.luma())
         reading = _codec.read_key(prep, key, search=detector.search)
-        cells = _sync_cells(prep, reading)  # bits of the layout the best reading used (1 on photos, 2 on smooth images)
-        raw = _codec.bit_soft(cells, tiles[reading.layout.version]) < 0
+        # the bits of the layout the best reading used (3 on photos, 4 on smooth images)
+        raw = _codec.reading_soft(prep, key, reading) < 0
         bit_acc = float(np.mean(raw == truth[reading.layout.version].astype(bool)))
         return bit_acc, reading.log_p_value / math.log(10)
 
     return Method("dojang", embed, score, lambda log10p: log10p <= -6)
-
-
-def _sync_cells(prep, reading):  # type: ignore[no-untyped-def]
-    from dojang.image import _sync
-
-    return _sync.read_cells(prep.residual_for(reading.layout.frame), reading.alignment)
 
 
 def anchor_method(kind: str) -> Method:

@@ -601,8 +601,10 @@ def read_bound(
     # Two valid p-values, the smaller one doubled (as in layouts 1 and 2): the MAC alone, and the
     # MAC with the payload's distance (a payload read past the code's reach adds nothing).
     log_p = min(log_p_mac, _log_fisher(log_p_mac + log_p_payload, 2)) + math.log(STATISTICS)
+    # A payload whose MAC does not read on its own proves nothing: p = 1 there (which only makes
+    # the p-value more conservative), so that the p-value and the verdict always agree.
     verified = log_p_mac <= MAC_GATE
-    return AlignmentReading(log_p, payload, errors, int((check > 0).sum()), verified, log_p_pattern)
+    return AlignmentReading(log_p if verified else 0.0, payload, errors, int((check > 0).sum()), verified, log_p_pattern)
 
 
 @dataclass(frozen=True)
@@ -644,6 +646,20 @@ class _Frame:
         if self.layout.bound:
             return data_soft(self._data_cells(al), self.tile)
         return bit_soft(_sync.read_cells(self.residual, al), self.tile)
+
+
+def reading_soft(prep: Prepared, key: Key, reading: Reading) -> NDArray[np.float64]:
+    """The soft bits of ``reading``'s layout at its alignment, in the image as it was read
+    (mirrored back or rescaled back where the reading was)."""
+    base = prep.mirrored() if reading.mirrored else prep
+    if reading.stretch != 1.0:
+        base = prep.stretched(reading.stretch, _long_axis(prep))
+    return _Frame.of(base, key, reading.layout).soft(reading.alignment)
+
+
+def _long_axis(prep: Prepared) -> int:
+    """1 when the canonical frame is at least as wide as it is tall (columns are the long axis), else 0."""
+    return 1 if prep.canonical.shape[1] >= prep.canonical.shape[0] else 0
 
 
 @lru_cache(maxsize=32)
@@ -747,7 +763,7 @@ def read_key(
         return done(best)
     # Aspect-ratio changes: the long axis at its best ratio (0.8..1.25) by the sync peak, then the
     # offset fitted at scale 1 in the image rescaled back.
-    long_axis = 1 if prep.canonical.shape[1] >= prep.canonical.shape[0] else 0
+    long_axis = _long_axis(prep)
     for frame in bound:
         for ratio, _z in _sync.stretch_candidates(prep.spectrum_for(frame.layout.frame), frame.band, long_axis=long_axis):
             back = _Frame.of(prep.stretched(ratio, long_axis), key, frame.layout)

@@ -71,7 +71,7 @@ def content_field(
     c, s = math.cos(theta) * scale, math.sin(theta) * scale
     shifts = [(c * du - s * dv, s * du + c * dv) for du, dv in points]  # (dx, dy) canonical pixels
     h, w = luma.shape
-    reach = int(math.ceil(max(max(abs(dx), abs(dy)) for dx, dy in shifts))) + 1
+    reach = math.ceil(max(max(abs(dx), abs(dy)) for dx, dy in shifts)) + 1
     padded = np.pad(blurred, reach, mode="edge")
     out = np.zeros((h, w), dtype=np.float32)
     for (dx, dy), wk in zip(shifts, weights, strict=True):
