@@ -104,3 +104,28 @@ def test_bad_input_gives_one_line(runner, files, args, expect) -> None:  # type:
     Image.new("RGB", (100, 90)).save(files / "tiny.png")
     res = runner.invoke(main, ["image", *[a.format(d=files) for a in args]])
     assert expect in one_error_line(res)
+
+
+def test_a_forged_pattern_is_inconclusive_and_says_why(runner, files) -> None:  # type: ignore[no-untyped-def]
+    """The sync layer averaged from marked images and added to a clean photo: the CLI says
+    inconclusive, with the reason, and --json says a keyed pattern was seen without a payload."""
+    import numpy as np
+    from PIL import Image
+
+    from dojang.bench._adversary import estimate
+    from dojang.image import embed
+    from dojang.keys import load_key
+
+    key = load_key(files / "k1.json")
+    cat = Image.open(files / "cat.jpg").convert("RGB").crop((0, 0, 256, 256))
+    views = [cat.rotate(angle).resize((256, 256)) for angle in (0, 90, 180, 270)]
+    marked = [np.asarray(embed(v, key, "00112233445566ff"), dtype=np.float32) for v in views]
+    est = estimate("pairs", marked, [np.asarray(v, dtype=np.float32) for v in views], 64)
+    clean = np.asarray(Image.open(files / "cat.jpg").convert("RGB").crop((40, 40, 296, 296)), dtype=np.float32)
+    Image.fromarray(np.clip(np.rint(clean + 3 * est), 0, 255).astype(np.uint8)).save(files / "forged.png")
+    res = runner.invoke(main, ["image", "detect", "--key", str(files / "k1.json"), "--no-search", str(files / "forged.png")])
+    assert res.exit_code == 0 and "inconclusive" in res.stdout and "no payload verifies" in res.stdout
+    res = runner.invoke(main, ["image", "detect", "--key", str(files / "k1.json"), "--json", str(files / "forged.png")])
+    got = json.loads(res.stdout)
+    assert got["verdict"] == "inconclusive" and got["keyed_pattern_seen"] is True and got["payload_verified"] is False
+    assert got["payload"] is None

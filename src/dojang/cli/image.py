@@ -64,10 +64,12 @@ def detect_cmd(key_paths: tuple[str, ...], as_json: bool, alpha: float, no_searc
     console = Console()
     colour = {"detected": "bold green", "not_detected": "bold yellow", "inconclusive": "bold blue"}[result.verdict.value]
     console.print(Text(result.verdict.value.replace("_", " "), style=colour), end="  ")
-    if result.reason:
+    if result.reason and not result.detected:
         console.print(result.reason)
         return
     line = f"p = {result.p_value:.3g} (log10 p = {result.log10_p_value:.1f}); key {result.key_id}"
     if result.payload is not None:
         line += f"; payload {result.payload.hex()} ({result.bit_errors_corrected} bit errors corrected)"
     console.print(line)
+    if result.reason:  # a mark made before forgery resistance
+        console.print(result.reason)
