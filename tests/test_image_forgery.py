@@ -95,3 +95,26 @@ def test_bench_image_adversary_writes_its_report(tmp_path) -> None:  # type: ign
     assert data["baseline"]["marked_detected"] == data["baseline"]["marked"]
     bad = CliRunner().invoke(main, ["bench", "image", "--adversary", "--sizes", "x", "--out", str(tmp_path)])
     assert bad.exit_code == 2 and "--sizes" in bad.output
+
+
+def test_a_scan_counts_keyed_patterns_apart(tmp_path, sets: dict[str, list[np.ndarray]]) -> None:  # type: ignore[no-untyped-def]
+    """A scan reports a forged image as inconclusive and counts it under keyed_pattern_only,
+    naming the key whose pattern it carries, never as a detection of that key."""
+    from PIL import Image
+
+    from dojang.keys import KeyRing
+    from dojang.scan import scan
+
+    est = estimate("pairs", sets["v3"], sets["originals"], PERIOD)
+    Image.fromarray(np.clip(np.rint(sets["victims"][0] + 3 * est), 0, 255).astype(np.uint8)).save(tmp_path / "forged.png")
+    Image.fromarray(sets["v3"][0].astype(np.uint8)).save(tmp_path / "marked.png")
+    Image.fromarray(sets["victims"][1].astype(np.uint8)).save(tmp_path / "clean.png")
+    summary = scan([str(tmp_path)], KeyRing([fixed_key(7)]), out=tmp_path / "out.jsonl", image_search=False)
+    got = summary.to_dict()
+    assert (got["detected"], got["inconclusive"], got["not_detected"], got["keyed_pattern_only"]) == (1, 1, 1, 1)
+    assert got["detected_by_key"] == {fixed_key(7).key_id: 1}
+    rows = {
+        json.loads(line)["id"].rsplit("/", 1)[-1]: json.loads(line) for line in (tmp_path / "out.jsonl").read_text().splitlines()
+    }
+    assert rows["forged.png"]["verdict"] == "inconclusive" and rows["forged.png"]["key_id"] == fixed_key(7).key_id
+    assert rows["forged.png"]["payload"] is None
