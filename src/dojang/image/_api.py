@@ -154,7 +154,8 @@ def embed_pixels(px: _io.Pixels, key: Key, payload: bytes, *, check_existing: bo
     activity = _codec.activity_amplitude(luma)
     smooth = _codec.is_smooth(activity)
     layout = LAYOUTS[version if version is not None else COARSE_VERSION if smooth else FINE_VERSION]
-    if layout.bound and float(np.mean(np.abs(_codec.bind_weights(luma, key, layout)))) < MIN_BOUND:
+    bind = _codec.bind_weights(luma, key, layout) if layout.bound else None
+    if bind is not None and float(np.mean(np.abs(bind))) < MIN_BOUND:
         raise InputError(
             "the image has no detail to bind a mark to (it is uniform, or nearly): a format v3 mark lives in the "
             "image's own content, so that it cannot be copied onto another image"
@@ -175,7 +176,7 @@ def embed_pixels(px: _io.Pixels, key: Key, payload: bytes, *, check_existing: bo
     plain = 0.0  # measured PSNR at strength x1
     boost, tried = 1.0, 0
     while True:
-        delta = _codec.luma_delta(luma, key, payload, layout=layout, boost=boost, activity=activity)
+        delta = _codec.luma_delta(luma, key, payload, layout=layout, boost=boost, activity=activity, bind=bind)
         out = apply(delta)
         measured = psnr(out.colour, px.colour)
         if smooth and tried == 0 and measured < SMOOTH_MIN_PSNR:

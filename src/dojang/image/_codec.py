@@ -152,6 +152,7 @@ def luma_delta(
     target_psnr: float = TARGET_PSNR,
     boost: float = 1.0,
     activity: NDArray[np.float32] | None = None,
+    bind: NDArray[np.float32] | None = None,
 ) -> NDArray[np.float32]:
     """The change to add to every colour channel (so luma changes by exactly this), ``(H, W)``.
 
@@ -162,7 +163,8 @@ def luma_delta(
     The detector reads the image after a JPEG 50 round trip (``INFORMED_THROUGH``), so the bits
     are balanced as a re-encoded copy will read them. ``boost`` raises the strength past the PSNR
     budget (used only when a mark does not read back).
-    ``activity`` is :func:`activity_amplitude` of ``luma`` where the caller has it already.
+    ``activity`` is :func:`activity_amplitude` of ``luma`` and ``bind`` its :func:`bind_weights`
+    (a bound layout) where the caller has them already.
     """
     h, w = luma.shape
     scale = _sync.canonical_scale(h, w, layout.frame)
@@ -172,7 +174,7 @@ def luma_delta(
     amp = activity_amplitude(luma) if activity is None else activity.copy()
     saturated = np.where((luma > 247.0) | (luma < 8.0), np.float32(SATURATED_BOOST), np.float32(1.0))
     if layout.bound:  # the data chips times the image's own content field (section 7); the sync as it is
-        bind = bind_weights(luma, key, layout)
+        bind = bind_weights(luma, key, layout) if bind is None else bind
         sync_pattern = render(tile.sync_cells(), h, w, scale)
 
         def pattern_for(gains: NDArray[np.float64] | None) -> NDArray[np.float32]:
@@ -689,6 +691,10 @@ def read_key(
     evidence too (:func:`read_alignment`); the embedder judges its edits without them."""
     chosen_layouts = tuple(LAYOUTS.values()) if layouts is None else layouts
     frames = [_Frame.of(prep, key, layout) for layout in sorted(chosen_layouts, key=lambda la: not la.bound)]
+    if len(frames) > 1:  # the layout whose sync chips read most clearly at the origin first (a marked image stops there)
+        origin = _sync.Alignment(1.0, 0.0)
+        seen = {id(f): log_sync_sf(_sync.read_cells(f.residual, origin), f.tile) for f in frames if f.layout.bound}
+        frames.sort(key=lambda f: (not f.layout.bound, seen.get(id(f), 0.0)))
     bound = [frame for frame in frames if frame.layout.bound]
     correction = math.log(MAX_READINGS)
     pattern = 0.0  # the strongest keyed-pattern evidence seen at an origin
