@@ -570,6 +570,7 @@ class AlignmentReading(NamedTuple):
     matches: int
     verified: bool
     log_p_pattern: float
+    log_p_mac: float = 0.0  # a bound layout's MAC statistic alone (exact under the null hypothesis)
 
 
 def data_soft(data_cells: NDArray[np.float64], tile: KeyedTile) -> NDArray[np.float64]:
@@ -606,7 +607,8 @@ def read_bound(
     # A payload whose MAC does not read on its own proves nothing: p = 1 there (which only makes
     # the p-value more conservative), so that the p-value and the verdict always agree.
     verified = log_p_mac <= MAC_GATE
-    return AlignmentReading(log_p if verified else 0.0, payload, errors, int((check > 0).sum()), verified, log_p_pattern)
+    matches = int((check > 0).sum())
+    return AlignmentReading(log_p if verified else 0.0, payload, errors, matches, verified, log_p_pattern, log_p_mac)
 
 
 @dataclass(frozen=True)
