@@ -6,8 +6,10 @@
 '00112233445566ff'
 
 The mark is a periodic keyed tile in the luma channel, with a sync layer that finds it again
-after crops, rotations and rescaling; the payload is BCH-coded in a versioned layout; every
-detection carries an exact false-positive probability. The format is written down in
+after crops, rotations, rescaling, mirroring and aspect-ratio changes; the payload is BCH-coded
+in a versioned layout with a keyed MAC, and its data is bound to the image's own content, so a
+verdict proves a payload that nobody can plant by averaging marked images or copying a mark;
+every detection carries an exact false-positive probability. The format is written down in
 ``docs/spec/image.md``. Only numpy, scipy and Pillow are needed (no model weights).
 """
 

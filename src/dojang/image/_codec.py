@@ -16,6 +16,11 @@ read over all layouts, each alignment with the one layout whose frame it belongs
 Bonferroni bound that holds whatever the search picks and wherever it stops). Fisher alone
 would charge a payload that does not decode (``p2 = 1``) the factor ``1 - ln p1`` (1.2 decades
 at ``p1 = 1e-7``); the doubling costs 0.3.
+
+In format v3 (the bound layouts 3 and 4, spec section 7) the check bits are a keyed MAC of the
+payload, so they are read only against a decoded payload (:func:`read_bound`): the evidence is
+the MAC's signed-rank tail with the payload's distance bound, and nothing without a payload that
+verifies. The data cells are read through the image's content weights (``_content``).
 """
 
 from __future__ import annotations
@@ -82,7 +87,7 @@ EDIT_CHECK_SIDE = 1024  # px: bigger images are judged on a copy downscaled to t
 @dataclass(frozen=True)
 class Reading:
     """What one key's best alignment says. ``log_p_value`` is the evidence a verdict may rest on
-    (in a bound layout: the payload and its MAC; it is 0 when no payload decodes); ``verified``
+    (in a bound layout: the payload and its MAC; it is 0 when no payload verifies); ``verified``
     says that a payload decoded (and, in a bound layout, that its MAC bits read); and
     ``log_p_pattern`` is the keyed sync pattern's own evidence at the origin (already corrected),
     which shows that a keyed pattern is there but proves no payload: an average of marked images
