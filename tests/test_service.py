@@ -450,3 +450,21 @@ def test_the_migrations_build_exactly_the_tables_the_code_uses(env) -> None:  # 
 
     with env.app.state.services.engine.connect() as conn:
         assert compare_metadata(MigrationContext.configure(conn), db.metadata) == []
+
+
+def test_a_forged_pattern_is_inconclusive_for_everyone(env) -> None:  # type: ignore[no-untyped-def]
+    """The sync layer averaged from marked images, added to a clean photo: every caller gets
+    `inconclusive` with `keyed_pattern_seen`, never `detected` or a provider's name."""
+    import numpy as np
+
+    from dojang.bench._adversary import estimate
+
+    views = [Image.fromarray(skdata.astronaut()).convert("RGB").rotate(a).resize((256, 256)) for a in (0, 90, 180, 270)]
+    marked = [np.asarray(embed(v, env.other_key, "0011223344556677"), dtype=np.float32) for v in views]
+    est = estimate("pairs", marked, [np.asarray(v, dtype=np.float32) for v in views], 64)
+    clean = np.asarray(Image.fromarray(skdata.chelsea()).convert("RGB").crop((60, 20, 316, 276)), dtype=np.float32)
+    forged = png_bytes(Image.fromarray(np.clip(np.rint(clean + 3 * est), 0, 255).astype(np.uint8)))
+    anon = env.client.post("/v1/image/detect", files={"file": ("f.png", forged, "image/png")}).json()
+    assert anon == {"verdict": "inconclusive", "provider": None, "keyed_pattern_seen": True, "detail": "verdict"}
+    owner = env.client.post("/v1/image/detect", files={"file": ("f.png", forged, "image/png")}, headers=env.other).json()
+    assert owner["verdict"] == "inconclusive" and owner["payload"] is None and owner["payload_verified"] is False

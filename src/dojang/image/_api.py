@@ -358,7 +358,10 @@ class ImageDetector:
         for key in self.keys:
             reading = _codec.read_key(prep, key, search=self.search)
             pattern = min(pattern, reading.log_p_pattern)
-            if best is None or (reading.verified, -reading.log_p_value) > (best.verified, -best.log_p_value):
+            # a verified payload first, then the strongest reading; among keys with no verified
+            # payload, the one whose keyed pattern reads most clearly (the key a pattern-only verdict names)
+            rank = (reading.verified, -reading.log_p_value, -reading.log_p_pattern)
+            if best is None or rank > (best.verified, -best.log_p_value, -best.log_p_pattern):
                 best_key, best = key, reading
         assert best is not None and best_key is not None
         log_p = min(0.0, best.log_p_value + math.log(keys_tried))

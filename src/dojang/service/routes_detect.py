@@ -52,11 +52,18 @@ def _ring(svc: Services, key_id: str | None, provider: str | None) -> tuple[KeyR
 def _shape(det: Detection, owners: dict[str, str], names: dict[str, str], principal: Principal | None) -> dict[str, Any]:
     """What the caller may see: scores, p-values and spans only for the key's owner; the verdict
     and the provider's name for everyone else (a detection oracle must not leak scores)."""
-    owner = owners.get(det.key_id or "") if det.verdict is Verdict.DETECTED else None
+    pattern_only = det.verdict is Verdict.INCONCLUSIVE and bool(det.keyed_pattern_seen)
+    owner = owners.get(det.key_id or "") if det.verdict is Verdict.DETECTED or pattern_only else None
     mine = principal is not None and (
         (owner is not None and owner == principal.tenant_id) or set(owners.values()) == {principal.tenant_id}
     )
-    out: dict[str, Any] = {"verdict": det.verdict.value, "provider": names.get(owner) if owner else None}
+    # A pattern without a valid payload names no provider (it proves nothing); its key's owner sees the detail.
+    shown = owner if det.verdict is Verdict.DETECTED else None
+    out: dict[str, Any] = {"verdict": det.verdict.value, "provider": names.get(shown) if shown else None}
+    if pattern_only:
+        # An image with a provider's keyed pattern but no payload that verifies (an average of marked
+        # images, a forgery): said to everyone, and counted apart; which key stays the owner's to know.
+        out["keyed_pattern_seen"] = True
     if mine:
         out.update(det.to_dict())
         out["detail"] = "owner"
