@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test lint bench bench-image bench-image-keys bench-provenance
+.PHONY: install demo test lint bench bench-image bench-image-keys bench-image-geometry bench-provenance
 
 install: $(STAMP)
 
@@ -33,6 +33,10 @@ bench: install
 bench-image: install
 	$(BIN)/pip install -q -e '.[bench]'   # scikit-image + invisible-watermark (dwtDct, dwtDctSvd, rivaGan) for the anchors
 	$(BIN)/python benchmarks/image_bench.py
+
+bench-image-geometry: install   # mirrors, aspect ratios, canvases, perspective, AugLy's transforms
+	$(BIN)/pip install -q -e '.[bench]'
+	$(BIN)/python benchmarks/image_geometry.py --out docs/benchmarks/image-geometry.json
 
 bench-image-keys: install   # dojang alone over keys 1..4 (crops of pure textures depend on the key)
 	$(BIN)/pip install -q -e '.[bench]'

@@ -91,16 +91,16 @@ def test_marks_never_stack_across_layouts(text: Image.Image) -> None:
 def test_reading_both_layouts_keeps_the_correction() -> None:
     """Every alignment is read with one layout and at most ``MAX_READINGS`` are read in all, so a
     reading carries the same factor however many layouts are read: its p-value is its
-    alignment's own, times 18."""
+    alignment's own, times 22."""
     gradient = synthetic_images()["gradient"]
     key = fixed_key(5)
     marked = embed_pixels(from_pil(gradient), key, PAYLOAD).pixels
     for image, search in ((marked, False), (from_pil(attacks.crop(0.75)(marked.to_pil())), True), (from_pil(gradient), True)):
         prep = _codec.prepare(image.luma())
         best = _codec.read_key(prep, key, search=search)
-        assert not best.mirrored and best.stretch == 1.0
+        assert not best.mirrored and not best.flipped and best.stretch == 1.0 and best.window == 1.0
         own = _codec._Frame.of(prep, key, best.layout).read(best.alignment).log_p
         assert best.log_p_value == pytest.approx(min(0.0, own + math.log(_codec.MAX_READINGS)))
-    # 8 alignments of the bound layouts, 4 of them mirrored back, and layouts 1 and 2 at the origin
-    # and their fitted offsets
-    assert _codec.MAX_ALIGNMENTS == 8 and _codec.MAX_READINGS == 18
+    # 8 alignments of the bound layouts, 4 of them mirrored back, 2 flipped back, 2 aspect ratios,
+    # 2 windows, and layouts 1 and 2 at the origin and their fitted offsets
+    assert _codec.MAX_ALIGNMENTS == 8 and _codec.MAX_READINGS == 22

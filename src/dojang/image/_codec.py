@@ -25,11 +25,14 @@ verifies. The data cells are read through the image's content weights (``_conten
 
 from __future__ import annotations
 
+import concurrent.futures
 import dataclasses
 import math
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import NamedTuple
+from typing import Any, NamedTuple, TypeVar
 
 import numpy as np
 from numpy.typing import NDArray
@@ -49,11 +52,21 @@ from dojang.image._pattern import (
 )
 from dojang.keys import Key
 
+_T = TypeVar("_T")
+
 MAX_ALIGNMENTS = 8  # alignments whose bits may be read in the bound layouts (each read with its own)
 LEGACY_READINGS = 4  # readings of layouts 1 and 2: each at the origin and at its offset fitted at scale 1
 MIRROR_READINGS = 4  # the bound layouts read in the image mirrored back: at the origin and the fitted offset
+FLIP_READINGS = 2  # the bound layouts read in the image flipped back top to bottom, at the origin
 STRETCH_READINGS = 2  # the bound layouts read at their best aspect-ratio candidate (the long axis rescaled)
-MAX_READINGS = MAX_ALIGNMENTS + LEGACY_READINGS + MIRROR_READINGS + STRETCH_READINGS  # the Bonferroni factor of one key's reading
+WINDOWS = (0.6, 0.36)  # centred windows of the image, as shares of its sides, read for a picture placed in a larger canvas
+WINDOW_MIN_SIDE = 160  # px: a window smaller than this on its short side is not read (no picture that small holds a mark)
+WINDOW_GATE = 7.0  # a window's search peak (z) is read only from here: unmarked windows peak at 5-6, marked pictures at 9-21
+WINDOW_REFINED = 8  # best grid points of a window's search refined (one candidate is read, where the search's 48 serve eight)
+WINDOW_READINGS = len(WINDOWS)  # each window's best search candidate over the bound layouts
+MAX_READINGS = (  # one key's Bonferroni factor
+    MAX_ALIGNMENTS + LEGACY_READINGS + MIRROR_READINGS + FLIP_READINGS + STRETCH_READINGS + WINDOW_READINGS
+)
 MAC_GATE = math.log(1e-4)  # a decoded payload is verified when its MAC bits read at least this clearly on their own
 STATISTICS = 2  # p-values of one reading, the smaller of which is used: the evidence alone, and the evidence with the payload
 SYNC_GROUP = 4  # sync cells summed into one unit of the sync statistic (read only at the exact origin)
@@ -104,7 +117,9 @@ class Reading:
     verified: bool = False
     log_p_pattern: float = 0.0
     mirrored: bool = False  # read in the image mirrored left to right
+    flipped: bool = False  # read in the image flipped top to bottom
     stretch: float = 1.0  # read with the long axis rescaled by 1 / stretch (an aspect-ratio change)
+    window: float = 1.0  # read in the centred window of this share of the image's sides (a picture in a larger canvas)
 
 
 # -- embedding -------------------------------------------------------------------------------------
@@ -373,7 +388,24 @@ class Prepared:
     residuals: dict[int, NDArray[np.float32]] = field(default_factory=dict)
     spectra: dict[int, _sync.Spectrum] = field(default_factory=dict)
     lumas: dict[int, NDArray[np.float32]] = field(default_factory=dict)
+    full: NDArray[np.float32] | None = None  # the full-resolution luma (windows are cut from it)
     _mirror: Prepared | None = None
+    _flip: Prepared | None = None
+    _windows: dict[float, Prepared | None] = field(default_factory=dict)
+
+    def window(self, fraction: float) -> Prepared | None:
+        """The centred window of ``fraction`` of the image's sides, prepared at its own
+        resolution (a picture pasted into a larger canvas fills the window's frame); None where
+        the image was not prepared from its pixels or the window is under ``WINDOW_MIN_SIDE``."""
+        if fraction not in self._windows:
+            win = None
+            if self.full is not None and min(self.full.shape) * fraction >= WINDOW_MIN_SIDE:
+                h, w = self.full.shape
+                ch, cw = round(h * fraction), round(w * fraction)
+                top, left = (h - ch) // 2, (w - cw) // 2
+                win = prepare(np.ascontiguousarray(self.full[top : top + ch, left : left + cw]))
+            self._windows[fraction] = win
+        return self._windows[fraction]
 
     def stretched(self, ratio: float, long_axis: int) -> Prepared:
         """The image with its long axis (1: columns, 0: rows) rescaled by ``1 / ratio``: an image
@@ -395,6 +427,12 @@ class Prepared:
         if self._mirror is None:
             self._mirror = Prepared(np.ascontiguousarray(self.canonical[:, ::-1]), np.ascontiguousarray(self.luma[:, ::-1]))
         return self._mirror
+
+    def flipped(self) -> Prepared:
+        """The same image flipped top to bottom (a flipped copy, flipped back)."""
+        if self._flip is None:
+            self._flip = Prepared(np.ascontiguousarray(self.canonical[::-1]), np.ascontiguousarray(self.luma[::-1]))
+        return self._flip
 
     def luma_for(self, frame: int) -> NDArray[np.float32]:
         """The luma in the frame of ``frame`` units on the short side."""
@@ -428,7 +466,7 @@ class Prepared:
 def prepare(luma: NDArray[np.float32]) -> Prepared:
     """Full-resolution luma -> its edge-aware residual (:func:`_sync.edge_residual`) in the
     256-unit frame, ready for every layout's band-pass and whitening."""
-    return Prepared(_sync.to_canonical(_sync.edge_residual(luma), shape=luma.shape), _sync.to_canonical(luma))
+    return Prepared(_sync.to_canonical(_sync.edge_residual(luma), shape=luma.shape), _sync.to_canonical(luma), full=luma)
 
 
 def _log_fisher(log_x: float, count: int = 2) -> float:
@@ -663,7 +701,11 @@ class _Frame:
 def reading_soft(prep: Prepared, key: Key, reading: Reading) -> NDArray[np.float64]:
     """The soft bits of ``reading``'s layout at its alignment, in the image as it was read
     (mirrored back or rescaled back where the reading was)."""
-    base = prep.mirrored() if reading.mirrored else prep
+    base = prep.mirrored() if reading.mirrored else prep.flipped() if reading.flipped else prep
+    if reading.window != 1.0:
+        win = prep.window(reading.window)
+        assert win is not None, "a window reading comes from an image prepared from its pixels"
+        base = win
     if reading.stretch != 1.0:
         base = prep.stretched(reading.stretch, _long_axis(prep))
     return _Frame.of(base, key, reading.layout).soft(reading.alignment)
@@ -690,7 +732,9 @@ def read_key(
     first (at the exact origin), then the offsets fitted at scale 1; with ``search``, the bound
     layouts' fitted offsets, their quarter turns and the best scale/angle candidates of each
     frame's coherent search, ranked together by their sync peaks. Before the search the bound
-    layouts are also read in the image mirrored back (origin and fitted offset). Layouts 1 and 2
+    layouts are also read in the image mirrored back (origin and fitted offset) and flipped back
+    top to bottom (origin); after it, a picture placed in a larger canvas is looked for in the
+    centred ``WINDOWS``. Layouts 1 and 2
     (written before forgery resistance) are read only at the origin and at their fitted offsets.
     At most ``MAX_READINGS`` are read in all, each with its own layout, so the correction does
     not grow with the layouts. The search runs only when no identity reads overwhelmingly, and
@@ -716,7 +760,9 @@ def read_key(
         *,
         at_origin: bool = False,
         mirrored: bool = False,
+        flipped: bool = False,
         stretch: float = 1.0,
+        window: float = 1.0,
     ) -> Reading:
         nonlocal pattern
         layout = frame.layout
@@ -733,7 +779,9 @@ def read_key(
             layout=layout,
             verified=got.verified,
             mirrored=mirrored,
+            flipped=flipped,
             stretch=stretch,
+            window=window,
         )
         if best is None or (reading.verified, -reading.log_p_value) > (best.verified, -best.log_p_value):
             return reading
@@ -775,6 +823,11 @@ def read_key(
             best = better(flipped, shifted, best, mirrored=True)
             if clear(best):
                 return done(best)
+        upside = prep.flipped()  # flipped top to bottom (mirrored and turned half way), at the origin
+        for frame in bound:
+            best = better(_Frame.of(upside, key, frame.layout), _sync.Alignment(1.0, 0.0), best, at_origin=True, flipped=True)
+            if clear(best):
+                return done(best)
     if not search or not bound:
         return done(best)
     # Aspect-ratio changes: the long axis at its best ratio (0.8..1.25) by the sync peak, then the
@@ -807,10 +860,40 @@ def read_key(
     if leader is not None and chosen:  # never more readings than the correction counts
         rest = [entry for entry in chosen if entry is not leader[1]]
         chosen = [leader[1], *rest[: len(chosen) - 1]]
-    for frame, al, searched in chosen:
-        if searched:
-            al = _refine(frame.residual, al, frame.template_fft, frame.tile.sync.astype(np.float64))
+    # The refinements are independent (and their folds release the GIL): they run ahead on the
+    # image threads, and the readings take them in order.
+    refined = [
+        _in_pool(_refine, frame.residual, al, frame.template_fft, frame.tile.sync.astype(np.float64)) if searched else None
+        for frame, al, searched in chosen
+    ]
+    for (frame, al, _searched), job in zip(chosen, refined, strict=True):
+        if job is not None:
+            al = job.result()
         best = better(frame, al, best)
+        if clear(best):
+            return done(best)
+    # A picture placed in a larger canvas (padding, a meme band, a screenshot of a feed) is
+    # smaller than the canvas's frame by its share of it, past the search's scales and often past
+    # the frame's resolution: each centred window is read at its own resolution, over the scales
+    # a placement gives, at its search's best candidate over the bound layouts.
+    for fraction in WINDOWS:
+        win = prep.window(fraction)
+        if win is None:
+            continue
+        found: tuple[float, _Frame, float, float] | None = None
+        for frame in bound:
+            inside = _Frame.of(win, key, frame.layout)
+            grid = _sync.window_grid_for(frame.layout.frame)
+            spec = win.spectrum_for(frame.layout.frame)
+            for scale, theta, z in _sync.coherent_candidates(spec, frame.band, count=1, grid=grid, refined=WINDOW_REFINED):
+                if found is None or z > found[0]:
+                    found = (z, inside, scale, theta)
+        if found is None or found[0] < WINDOW_GATE:  # chance: nothing to read (the correction counts the reading anyway)
+            continue
+        _z, inside, scale, theta = found
+        al = _refine(inside.residual, _sync.align(inside.residual, scale, theta, inside.template_fft), inside.template_fft,
+                     inside.tile.sync.astype(np.float64))  # fmt: skip
+        best = better(inside, al, best, window=fraction)
         if clear(best):
             break
     return done(best)
@@ -857,6 +940,16 @@ def _refine(
             continue
         centre = _sync.align(res, centre.scale * (1 + vertex[0] * ds), centre.theta + math.radians(vertex[1] * da), template_fft)
     return centre
+
+
+def _in_pool(fn: Callable[..., _T], *args: Any) -> concurrent.futures.Future[_T]:
+    """``fn(*args)`` on the image threads, or at once where this already runs on one of them
+    (a job there that waited on another could deadlock the pool)."""
+    if threading.current_thread().name.startswith(_sync.POOL_PREFIX):
+        done: concurrent.futures.Future[_T] = concurrent.futures.Future()
+        done.set_result(fn(*args))
+        return done
+    return _sync.edge_pool().submit(fn, *args)
 
 
 def _sync_correlation(res: NDArray[np.float32], al: _sync.Alignment, sync: NDArray[np.float64]) -> float:

@@ -21,6 +21,7 @@ import concurrent.futures
 import itertools
 import math
 import os
+import threading
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
@@ -124,11 +125,14 @@ def _edge_threads(pixels: int) -> int:
     return max(1, min(EDGE_THREADS, cpus, pixels // EDGE_THREAD_PIXELS))
 
 
+POOL_PREFIX = "dojang-edge"
+
+
 @lru_cache(maxsize=1)
 def edge_pool() -> concurrent.futures.ThreadPoolExecutor:
     """The image code's threads: the edge residual's rows, and the embedder's re-encodings (no job
     on it waits on another, so it cannot deadlock)."""
-    return concurrent.futures.ThreadPoolExecutor(max_workers=EDGE_THREADS, thread_name_prefix="dojang-edge")
+    return concurrent.futures.ThreadPoolExecutor(max_workers=EDGE_THREADS, thread_name_prefix=POOL_PREFIX)
 
 
 if hasattr(os, "register_at_fork"):  # a forked child has none of the parent's threads: it makes its own pool
@@ -237,6 +241,32 @@ COARSE_GRID = _grid_of(0.014, 0.8)  # the 128-unit frame spans half as many tile
 def grid_for(frame: int) -> SearchGrid:
     """The search grid of a frame of ``frame`` units on the short side."""
     return FINE_GRID if frame >= CANONICAL_SHORT else COARSE_GRID
+
+
+# A window of the image (the reader's look for a picture placed in a larger canvas) is read at
+# the scales such a placement gives, 0.78..1.36 (a window of w of the canvas holds a picture of
+# 0.8 w..1.33 w, so windows of 0.6 and 0.36 cover pictures of 29 % to 80 % of the canvas), and
+# barely turned: a fifth of the full grid's points.
+WINDOW_SCALES = (0.78, 1.36)
+WINDOW_DEGREES = 2.0
+
+
+def _window_grid_of(scale_step: float, degrees: float) -> SearchGrid:
+    turn = math.ceil(WINDOW_DEGREES / degrees) * degrees
+    return SearchGrid(
+        np.exp(np.arange(math.log(WINDOW_SCALES[0]), math.log(WINDOW_SCALES[1]), scale_step)),
+        np.radians(np.arange(-turn, turn + 0.01, degrees)),
+        ((scale_step / 2, math.radians(degrees / 2)), (scale_step / 4, math.radians(degrees / 4))),
+    )
+
+
+FINE_WINDOW_GRID = _window_grid_of(0.007, 0.4)
+COARSE_WINDOW_GRID = _window_grid_of(0.014, 0.8)
+
+
+def window_grid_for(frame: int) -> SearchGrid:
+    """The search grid of a window of the image in a frame of ``frame`` units on the short side."""
+    return FINE_WINDOW_GRID if frame >= CANONICAL_SHORT else COARSE_WINDOW_GRID
 
 
 _BAND = 32  # bins per axis of the correlation's transform: offsets of whole cells (2 units)
@@ -433,21 +463,34 @@ def _peak_z(transformed: NDArray[np.complex64], n: int) -> NDArray[np.float64]:
 
 
 def coherent_candidates(
-    spec: Spectrum, template_band: NDArray[np.complex128], count: int = 4, grid: SearchGrid = FINE_GRID
+    spec: Spectrum, template_band: NDArray[np.complex128], count: int = 4, grid: SearchGrid = FINE_GRID, refined: int = _REFINED
 ) -> list[tuple[float, float, float]]:
     """The ``count`` best (scale, angle, z) by the sync correlation peak, NMS-separated.
 
     The grid (0.7 % by 0.4 degrees in the 256-unit frame) is coarse for the highest harmonics:
     half a step off costs a true lattice much of its peak, so a crop's odd scale can rank below
     chance peaks. The best
-    ``_REFINED`` grid points are therefore refined (the best of their 3 x 3 neighbours at half,
+    ``refined`` grid points (``_REFINED``) are therefore refined (the best of their 3 x 3 neighbours at half,
     then quarter steps) before the candidates are ranked and separated."""
     weight = np.conj(template_band).astype(np.complex64)  # F conj(T): the correlation mirrored, same peak height
     scores = np.empty((len(grid.scales), len(grid.angles)))
     rotated = _rotated_harmonics(grid.angles) if _SPLAT is None else None  # numpy's, reused over the scales
-    for i, sc in enumerate(grid.scales):
-        scores[i] = _sync_scores(spec, weight, np.full(len(grid.angles), sc), grid.angles, rotated)
-    grid_best = np.argsort(scores, axis=None)[::-1][:_REFINED]
+
+    def score_rows(lo: int, hi: int) -> None:
+        for i in range(lo, hi):
+            scores[i] = _sync_scores(spec, weight, np.full(len(grid.angles), grid.scales[i]), grid.angles, rotated)
+
+    # The compiled loop, the inverse FFTs and the peaks release the GIL: the scales are shared out
+    # over the image threads (inline where this already runs on one of them).
+    threads = _edge_threads(len(grid.scales) * EDGE_THREAD_PIXELS // 8)
+    if threads > 1 and not threading.current_thread().name.startswith(POOL_PREFIX):
+        bounds = np.linspace(0, len(grid.scales), threads + 1).astype(int)
+        jobs = [edge_pool().submit(score_rows, int(lo), int(hi)) for lo, hi in itertools.pairwise(bounds)]
+        for job in jobs:
+            job.result()
+    else:
+        score_rows(0, len(grid.scales))
+    grid_best = np.argsort(scores, axis=None)[::-1][:refined]
     rows, cols = np.unravel_index(grid_best, scores.shape)
     points = np.stack([grid.scales[rows], grid.angles[cols]], axis=1)
     z = scores.flat[grid_best]
