@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test lint bench bench-image bench-image-keys bench-image-geometry bench-provenance
+.PHONY: install demo test lint docs docs-site bench bench-image bench-image-keys bench-image-geometry bench-provenance
 
 install: $(STAMP)
 
@@ -22,6 +22,12 @@ demo: install
 test: install
 	@bash scripts/ensure_services.sh   # PostgreSQL and Chromium for the service tests, where this machine has them
 	$(BIN)/python -m pytest -q
+
+docs: install   # the result tables and the README's headline, from docs/benchmarks/*.json
+	$(BIN)/python scripts/make_docs.py
+
+docs-site: docs   # the pages and the API reference as a static site in site/
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
 
 lint: install
 	$(BIN)/ruff check src tests benchmarks

@@ -11,6 +11,9 @@ from __future__ import annotations
 
 import argparse
 import io
+import json
+import os
+import platform
 import statistics
 import sys
 import tempfile
@@ -23,6 +26,7 @@ from PIL import Image
 sys.path.insert(0, str(Path(__file__).parent))
 from image_bench import bench_key, load_images
 
+from dojang.bench._tables import Report
 from dojang.image import attacks, embed
 from dojang.provenance import (
     IMAGE_MATCH_BITS,
@@ -66,6 +70,7 @@ def _encode(im: Image.Image, fmt: str) -> bytes:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="5 photos + 2 synthetic images")
+    parser.add_argument("--out", default=None, help="write the tables as JSON here (docs/benchmarks/provenance-bench.json)")
     args = parser.parse_args()
     images = {n: im.convert("RGB") for n, im in load_images(args.quick).items() if min(im.size) >= 256}
     key = bench_key(1)
@@ -143,22 +148,34 @@ def main() -> None:
             false_recoveries += v.state == "recovered"
             cross.append(hamming(image_fingerprint(images[a]), image_fingerprint(images[b])))
 
-    print(f"\n## Provenance benchmark ({len(images)} images, this machine)\n")
-    print("| step | median s | max s |\n|---|---|---|")
-    for step, ts in times.items():
-        print(f"| {step} | {statistics.median(ts):.3f} | {max(ts):.3f} |")
-    print("\n| format | manifest bytes added (thumbnail off, default) | with c2pa's thumbnail on |\n|---|---|---|")
-    for fmt in FORMATS:
-        print(f"| {fmt} | {statistics.median(overhead[fmt]):,.0f} | {statistics.median(thumb_overhead[fmt]):,.0f} |")
-    print("\n| edit after stamping (then saved as JPEG 92) | recovered | why the others were not |\n|---|---|---|")
-    for edit_name, ok in recovered.items():
-        why = ", ".join(f"{k}: {n}" for k, n in misses[edit_name].items())
-        print(f"| {edit_name} | {sum(ok)}/{len(ok)} | {why} |")
-    print(
-        f"\ncopy attack (same key + content id on another picture): {false_recoveries}/{tries} false recoveries; "
-        f"fingerprint distance between those pictures: min {min(cross)}, median {statistics.median(cross)} "
-        f"(threshold {IMAGE_MATCH_BITS})"
+    report = Report()
+    report.text(f"{len(images)} images (scikit-image photographs and synthetic images), JPEG, PNG and WebP.")
+    steps = [[step, f"{statistics.median(ts):.3f}", f"{max(ts):.3f}"] for step, ts in times.items()]
+    report.table(["step", "median s", "max s"], steps)
+    report.table(
+        ["format", "manifest bytes added (thumbnail off, default)", "with c2pa's thumbnail on"],
+        [[fmt, f"{statistics.median(overhead[fmt]):,.0f}", f"{statistics.median(thumb_overhead[fmt]):,.0f}"] for fmt in FORMATS],
     )
+    report.table(
+        ["edit after stamping (then saved as JPEG 92)", "recovered", "why the others were not"],
+        [
+            [edit_name, f"{sum(ok)}/{len(ok)}", ", ".join(f"{k}: {n}" for k, n in misses[edit_name].items())]
+            for edit_name, ok in recovered.items()
+        ],
+    )
+    report.text(
+        f"Copy attack (same key and content id on another picture): {false_recoveries}/{tries} false recoveries; "
+        f"fingerprint distance between those pictures: min {min(cross)}, median {statistics.median(cross)} "
+        f"(threshold {IMAGE_MATCH_BITS})."
+    )
+    print(report.markdown())
+    if args.out:
+        meta = {
+            "command": "python benchmarks/provenance_bench.py " + " ".join(sys.argv[1:]),
+            "date": time.strftime("%Y-%m-%d"),
+            "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
+        }
+        Path(args.out).write_text(json.dumps({"report": report.blocks, "meta": meta}, indent=1))
 
 
 if __name__ == "__main__":

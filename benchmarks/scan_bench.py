@@ -12,7 +12,10 @@ documents would cost the same. Prints a Markdown table; numbers depend on the ma
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import platform
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -23,6 +26,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from dojang.bench._tables import Report
 from dojang.keys import generate_key
 from dojang.scan import Item, Scorer, scan
 from dojang.scan._score import default_tokenizer_json
@@ -64,6 +68,7 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=10, help="engines: the documents this many times over")
     ap.add_argument("--no-ray", action="store_true")
     ap.add_argument("--no-reference", action="store_true")
+    ap.add_argument("--out", default=None, help="write the table as JSON here (docs/benchmarks/scan-bench.json)")
     args = ap.parse_args()
     from tokenizers import Tokenizer
 
@@ -78,7 +83,8 @@ def main() -> None:
         rows.append((what, f"{n:,}", rate(n, seconds), rate(n, seconds * cores_used)))
         print(f"  {what}: {n / seconds:,.0f} items/s ({cores_used} core(s))", flush=True)
 
-    print(f"text: {len(docs)} documents of 200 tokens; {cores} cores; load average {os.getloadavg()[0]:.1f}", flush=True)
+    load = os.getloadavg()[0]
+    print(f"text: {len(docs)} documents of 200 tokens; {cores} cores; load average {load:.1f}", flush=True)
     sub = docs[:5000]
     # -- stages, one core ---------------------------------------------------------------------
     _, s = timed(lambda: tok.encode_batch_fast(sub, add_special_tokens=False))
@@ -202,11 +208,23 @@ def main() -> None:
             _, s = timed(lambda: scan([str(img_dir)], key, out=Path(tmp) / "img-ray.parquet", engine="ray", images_per_shard=4))
             add(f"images: Ray engine, {cores} CPUs, search on", args.images, s, cores)
             ray.shutdown()
+    report = Report()
+    report.text(
+        f"Text: {len(docs):,} distinct 200-token documents of the shipped human corpus, one key, rate 1e-9; the engine rows"
+        f' scan them {args.repeat}x and {4 * args.repeat}x over (Parquet in and out): "whole run" includes the fixed costs,'
+        f' "steady rate" divides the extra documents by the extra time. Images: {args.images} of 1 MP, half marked.'
+        f" {cores} cores; load average {load:.1f} at the start."
+    )
+    report.table(["what", "items", "items/s", "items/s per core"], [list(r) for r in rows])
     print()
-    print("| what | items | items/s | items/s per core |")
-    print("|---|---:|---:|---:|")
-    for what, n, r, per in rows:
-        print(f"| {what} | {n} | {r} | {per} |")
+    print(report.markdown())
+    if args.out:
+        meta = {
+            "command": "python benchmarks/scan_bench.py " + " ".join(sys.argv[1:]),
+            "date": time.strftime("%Y-%m-%d"),
+            "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
+        }
+        Path(args.out).write_text(json.dumps({"report": report.blocks, "meta": meta}, indent=1))
 
 
 def add_transformers_reference(docs: list[str], hf_tok, add) -> None:  # type: ignore[no-untyped-def]

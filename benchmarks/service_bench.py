@@ -247,16 +247,24 @@ def main() -> None:
     ap.add_argument("--clients", type=int, default=None, help="concurrent clients (default 8; 4 with --quick)")
     ap.add_argument("--seconds", type=float, default=None, help="seconds per measurement (default 20; 5 with --quick)")
     ap.add_argument("--db", default="sqlite,postgresql", help="databases to run, comma-separated")
+    ap.add_argument("--out", default=None, help="write the table and its settings as JSON here")
     args = ap.parse_args()
     clients = args.clients or (4 if args.quick else 8)
     seconds = args.seconds or (5.0 if args.quick else 20.0)
 
+    import json
     import os
+    import platform
+    import time
 
-    print(f"dojang service load benchmark: {clients} concurrent clients, {seconds:g} s per row, {os.cpu_count()} CPU cores")
+    from dojang.bench._tables import Report
+
+    report = Report()
+    report.text(f"{clients} concurrent clients, {seconds:g} s per row, {os.cpu_count()} CPU cores.")
+    print(report.blocks[-1]["text"])
     print()
-    print("| database | request | clients | requests | errors | req/s | p50 ms | p99 ms |")
-    print("|---|---|---:|---:|---:|---:|---:|---:|")
+    headers = ["database", "request", "clients", "requests", "errors", "req/s", "p50 ms", "p99 ms"]
+    table: list[list[object]] = []
     notes = []
     for kind in [d.strip() for d in args.db.split(",") if d.strip()]:
         rows, why = run_database(kind, clients, seconds)
@@ -264,11 +272,22 @@ def main() -> None:
             notes.append(f"{kind}: skipped: {why}")
         for name, r in rows:
             cells = [kind, name, clients, r["requests"], r["errors"], f"{r['rps']:.1f}", f"{r['p50']:.0f}", f"{r['p99']:.0f}"]
+            table.append(cells)
             print("| " + " | ".join(map(str, cells)) + " |", flush=True)
             if r["errors"]:
                 notes.append(f"{kind} {name}: first error: {r['first_error']}")
+    report.table(headers, table)
     for note in notes:
         print(note)
+        report.text(note)
+    if args.out:
+        meta = {
+            "command": "python benchmarks/service_bench.py " + " ".join(sys.argv[1:]),
+            "date": time.strftime("%Y-%m-%d"),
+            "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
+        }
+        with open(args.out, "w", encoding="utf-8") as fh:
+            json.dump({"report": report.blocks, "meta": meta}, fh, indent=1)
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ import itertools
 import json
 import math
 import os
+import platform
 import statistics
 import sys
 import time
@@ -25,6 +26,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from dojang.bench._tables import Report, md_table
 from dojang.bench._text import PROMPTS
 from dojang.keys import Key
 from dojang.keys._keys import _key_id_for
@@ -68,17 +70,6 @@ def bench_key(i: int) -> Key:
 
 def log(msg: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
-
-
-def md_table(headers: list[str], rows: list[list[object]]) -> str:
-    def fmt(v: object) -> str:
-        if isinstance(v, float):
-            return f"{v:.3g}" if abs(v) < 1000 else f"{v:,.0f}"
-        return str(v)
-
-    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
-    lines += ["| " + " | ".join(fmt(v) for v in r) + " |" for r in rows]
-    return "\n".join(lines)
 
 
 @dataclass
@@ -224,6 +215,7 @@ def main() -> None:
     if args.speed:
         speed_only(rounds=2 if args.quick else 5)
         return
+    started = time.perf_counter()
     torch.set_num_threads(max(1, os.cpu_count() or 1))
     n_prompts = 4 if args.quick else 16
     new_tokens = 60 if args.quick else 200
@@ -237,6 +229,7 @@ def main() -> None:
     tf_cfg, tf_det = tf_processor_and_detector(model)
     prompts = PROMPTS_EN[:n_prompts]
     report: list[str] = []
+    blocks = Report()  # the same report as data, in results["report"]
 
     # -- generation: every scheme at two temperatures ------------------------------------------
     runs: list[Run] = []
@@ -300,8 +293,9 @@ def main() -> None:
     )
     results["fpr"] = fpr_rows
     report.append(
-        "### Honest false positives (p <= alpha on unwatermarked text)\n\n"
-        + md_table(["detector, texts", "tests", "FPR @1e-2", "FPR @1e-3", "FPR @1e-4"], fpr_rows)
+        blocks.text("### Honest false positives (p <= alpha on unwatermarked text)")
+        + "\n\n"
+        + blocks.table(["detector, texts", "tests", "FPR @1e-2", "FPR @1e-3", "FPR @1e-4"], fpr_rows)
     )
     log("\n" + report[-1])
 
@@ -319,8 +313,9 @@ def main() -> None:
         power_detail[f"{run.label} T={run.temperature}"] = detail
     results["power"] = power_detail
     report.append(
-        f"### Detection power ({len(prompts)} prompts x {new_tokens} new tokens)\n\n"
-        + md_table(
+        blocks.text(f"### Detection power ({len(prompts)} prompts x {new_tokens} new tokens)")
+        + "\n\n"
+        + blocks.table(
             [
                 "scheme",
                 "T",
@@ -336,7 +331,11 @@ def main() -> None:
     length_rows = []
     for name, d in power_detail.items():
         length_rows.append([name] + [d[f"tpr@0.001/{n}"] for n in LENGTHS])
-    report.append("TPR at FPR 1e-3 by answer length:\n\n" + md_table(["scheme", *[f"{n} tok" for n in LENGTHS]], length_rows))
+    report.append(
+        blocks.text("TPR at FPR 1e-3 by answer length:")
+        + "\n\n"
+        + blocks.table(["scheme", *[f"{n} tok" for n in LENGTHS]], length_rows)
+    )
     log("\n" + report[-2] + "\n\n" + report[-1])
 
     # -- 3. quality ----------------------------------------------------------------------------
@@ -346,8 +345,9 @@ def main() -> None:
         quality.append([run.label, run.temperature, ppl, d1, d2])
     results["quality"] = quality
     report.append(
-        "### Quality (perplexity of the answers under the model; distinct-n over all answers)\n\n"
-        + md_table(["scheme", "T", "perplexity", "distinct-1", "distinct-2"], quality)
+        blocks.text("### Quality (perplexity of the answers under the model; distinct-n over all answers)")
+        + "\n\n"
+        + blocks.table(["scheme", "T", "perplexity", "distinct-1", "distinct-2"], quality)
     )
     log("\n" + report[-1])
 
@@ -396,10 +396,13 @@ def main() -> None:
     ]
     results["detection_speed"] = det_rows
     report.append(
-        "### Speed\n\nGeneration, batch of 8, fixed length, best of runs (watermarked / unwatermarked):\n\n"
-        + md_table(["scheme", "batch", "new tokens", "seconds", "ratio"], speed_rows)
-        + "\n\nDetection throughput on one core (token ids in, verdicts out):\n\n"
-        + md_table(["detector", "tokens", "tokens/s", "x transformers"], det_rows)
+        blocks.text("### Speed\n\nGeneration, batch of 8, fixed length, best of runs (watermarked / unwatermarked):")
+        + "\n\n"
+        + blocks.table(["scheme", "batch", "new tokens", "seconds", "ratio"], speed_rows)
+        + "\n\n"
+        + blocks.text("Detection throughput on one core (token ids in, verdicts out):")
+        + "\n\n"
+        + blocks.table(["detector", "tokens", "tokens/s", "x transformers"], det_rows)
     )
     log("\n" + report[-1])
 
@@ -433,8 +436,12 @@ def main() -> None:
             rob_rows.append(own_row)
     results["robustness"] = rob_rows
     report.append(
-        f"### Robustness: TPR at FPR 1e-2 after random token substitution (T=0.7, {new_tokens} tokens, "
-        f"{len(prompts)} answers x {draws} draws)\n\n" + md_table(["scheme", "10%", "20%", "30%"], rob_rows)
+        blocks.text(
+            f"### Robustness: TPR at FPR 1e-2 after random token substitution (T=0.7, {new_tokens} tokens, "
+            f"{len(prompts)} answers x {draws} draws)"
+        )
+        + "\n\n"
+        + blocks.table(["scheme", "10%", "20%", "30%"], rob_rows)
     )
     log("\n" + report[-1])
 
@@ -460,14 +467,22 @@ def main() -> None:
         scan_rows.append([run.label, run.temperature, trials, hits_whole / max(trials, 1), hits_scan / max(trials, 1)])
     results["span_scan"] = scan_rows
     report.append(
-        "### A 50-token marked passage pasted into 200 tokens of human text (FPR 1e-2)\n\n"
-        + md_table(["scheme", "T", "trials", "TPR whole-document test", "TPR with span scan"], scan_rows)
+        blocks.text("### A 50-token marked passage pasted into 200 tokens of human text (FPR 1e-2)")
+        + "\n\n"
+        + blocks.table(["scheme", "T", "trials", "TPR whole-document test", "TPR with span scan"], scan_rows)
     )
     log("\n" + report[-1])
 
     text = "\n\n".join(report)
     print(text)
     (out_dir / "text_bench.md").write_text(text + "\n")
+    results["report"] = blocks.blocks
+    results["meta"] = {
+        "command": "python benchmarks/text_bench.py" + (" --quick" if args.quick else ""),
+        "date": time.strftime("%Y-%m-%d"),
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
+        "seconds": round(time.perf_counter() - started, 1),
+    }
     (out_dir / "text_bench.json").write_text(json.dumps(results, indent=1, default=str))
     sample = {r.label + f" T={r.temperature}": r.texts[0][:400] for r in runs}
     (out_dir / "text_bench_samples.json").write_text(json.dumps(sample, indent=1, ensure_ascii=False))
@@ -547,7 +562,9 @@ def korean(out_dir: Path, *, quick: bool) -> None:
         rows.append(
             [label, len(run.texts), float(hangul), float(partial), float(np.mean(p <= 1e-3)), float(np.mean(p <= 1e-4)), row[-1]]
         )
-    table = md_table(
+    blocks = Report()
+    blocks.text(f"### Korean ({len(prompts)} Korean prompts x {new_tokens} tokens, T=0.7)")
+    table = blocks.table(
         [
             "scheme (T=0.7, Korean prompts)",
             "answers",
@@ -561,6 +578,12 @@ def korean(out_dir: Path, *, quick: bool) -> None:
     )
     print(table)
     (out_dir / "text_bench_korean.md").write_text(table + "\n")
+    meta = {
+        "command": "python benchmarks/text_bench.py --korean" + (" --quick" if quick else ""),
+        "date": time.strftime("%Y-%m-%d"),
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
+    }
+    (out_dir / "text_bench_korean.json").write_text(json.dumps({"report": blocks.blocks, "meta": meta}, indent=1, default=str))
 
 
 if __name__ == "__main__":

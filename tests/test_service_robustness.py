@@ -1,4 +1,4 @@
-"""The verification service under stress (issue 5, "Robustness"): 50 concurrent clients against a
+"""The verification service under stress : 50 concurrent clients against a
 real uvicorn server with no error and no lost audit entry; a restart that keeps every tenant, key
 and manifest; the OpenAPI schema fuzzed with schemathesis; oversized, truncated and polyglot
 uploads; invalid UTF-8 and other malformed input; one tenant's token on another tenant's key.

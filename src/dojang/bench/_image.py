@@ -105,7 +105,7 @@ _FACTORIES: dict[str, Callable[..., A.Attack]] = {
 
 
 def build_image_attack(steps: tuple[Step, ...]) -> list[A.Attack]:
-    """The attacks a parsed pipeline stands for ("standard" expands to the 26 of the image issue)."""
+    """The attacks a parsed pipeline stands for ("standard" expands to the 26 standard attacks)."""
     if steps[0][0] == "standard":
         return A.standard()
     return [A.chain(*[_FACTORIES[name](*args) for name, args in steps])]

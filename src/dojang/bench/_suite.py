@@ -41,7 +41,7 @@ TEXT_ATTACKS: dict[str, tuple[tuple[type, ...], tuple[Any, ...], str]] = {
 }
 IMAGE_ATTACKS: dict[str, tuple[tuple[type, ...], tuple[Any, ...], str]] = {
     "none": ((), (), "no change"),
-    "standard": ((), (), "the 26 attacks of the image issue (dojang.image.attacks.standard())"),
+    "standard": ((), (), "the 26 standard image attacks (dojang.image.attacks.standard())"),
     "jpeg": ((int,), (), "JPEG at this quality"),
     "webp": ((int,), (), "WebP at this quality"),
     "resize": ((float,), (), "rescale by this factor and back"),

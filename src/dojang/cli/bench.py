@@ -108,14 +108,22 @@ def text_cmd(
               help="Forge and remove the mark instead: averaging (4 denoisers), pairs and the copy attack.")  # fmt: skip
 @click.option("--sizes", default=None, help="With --adversary: marked-set sizes N, comma-separated (default 1,10,100).")
 @click.option("--victims", type=int, default=None, help="With --adversary: clean and marked images per attack (default 20).")
+@click.option("--side", type=int, default=None, help="With --adversary: side of the square test images in px (default 512).")
 @click.option("--out", "out", required=True, help="Folder for report.html and results.json.")
 @friendly_errors
 def image_cmd(
-    suite_path: str | None, quick: bool, key_path: str | None, adversary: bool, sizes: str | None, victims: int | None, out: str
+    suite_path: str | None,
+    quick: bool,
+    key_path: str | None,
+    adversary: bool,
+    sizes: str | None,
+    victims: int | None,
+    side: int | None,
+    out: str,
 ) -> None:
     """Mark test images, attack them, detect, and report."""
     if adversary:
-        _adversary(quick, key_path, sizes, victims, out)
+        _adversary(quick, key_path, sizes, victims, side, out)
         return
     from dojang.bench import ImageSuite, load_suite, run_image
 
@@ -129,7 +137,7 @@ def image_cmd(
     _finish(result, out)
 
 
-def _adversary(quick: bool, key_path: str | None, sizes: str | None, victims: int | None, out: str) -> None:
+def _adversary(quick: bool, key_path: str | None, sizes: str | None, victims: int | None, side: int | None, out: str) -> None:
     from dojang.bench._adversary import AdversarySuite, run_adversary, write_adversary_report
     from dojang.errors import ConfigError
 
@@ -142,6 +150,8 @@ def _adversary(quick: bool, key_path: str | None, sizes: str | None, victims: in
             raise ConfigError(f"--sizes: expected comma-separated counts such as 1,10,100, got {sizes!r}") from None
     if victims is not None:
         changes["victims"] = victims
+    if side is not None:
+        changes["side"] = side
     suite = replace(suite, **changes) if changes else suite
     with _progress("bench image --adversary") as progress:
         result = run_adversary(suite, key=_key(key_path), progress=progress)

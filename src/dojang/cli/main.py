@@ -37,39 +37,49 @@ def keygen(output: str, force: bool) -> None:
 
 
 @main.command()
-@click.option("--prompt", default="In three sentences, why do people enjoy walking in the rain?", show_default=True)
-@click.option("--scheme", default="default", show_default=True, help="Scheme or preset to stamp with.")
+@click.option("--prompt", default="Write a short paragraph on why people enjoy walking in the rain.", show_default=True)
+@click.option("--scheme", default="default", show_default=True, help="Scheme or preset to stamp the text with.")
 @click.option("--max-new-tokens", default=120, show_default=True, type=int)
 @click.option("--temperature", default=0.7, show_default=True, type=float)
 @click.option("--seed", default=None, type=int, help="Fix the sampling noise.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of the lines.")
 @friendly_errors
-def demo(prompt: str, scheme: str, max_new_tokens: int, temperature: float, seed: int | None) -> None:
-    """Generate an answer with the default model under a fresh key, detect it, and detect an
-    unwatermarked answer too."""
+def demo(prompt: str, scheme: str, max_new_tokens: int, temperature: float, seed: int | None, as_json: bool) -> None:
+    """Every capability on the embedded defaults, under a fresh in-memory key: a marked and an
+    unmarked answer from the default model, a marked picture read after a JPEG round trip and a
+    crop (and the picture unmarked), and a stamped picture whose stripped copy recovers its
+    credentials. One verdict per line; exit status 1 if any verdict is not the expected one."""
+    import json
+    import sys
+
     from rich.console import Console
-    from rich.panel import Panel
+    from rich.markup import escape
 
-    from dojang.keys import generate_key
-    from dojang.text import TextDetector, generate_batch
-    from dojang.text.models import load_model
+    from dojang.cli._demo import Step, run_demo
 
-    console = Console()
-    with console.status("loading the default model (first run converts it, ~20 s)"):
-        model, tokenizer = load_model()
-    key = generate_key()  # lives in memory only
-    console.print(f"fresh key [bold]{key.key_id}[/] (in memory only), scheme [bold]{scheme}[/]")
-    detector = TextDetector(keys=key, tokenizer=tokenizer)
-    settings = dict(model=model, tokenizer=tokenizer, max_new_tokens=max_new_tokens, temperature=temperature)
-    for label, use_key in (("watermarked", key), ("not watermarked", None)):
-        with console.status(f"generating the {label} answer"):
-            gen = generate_batch([prompt], key=use_key, scheme=scheme, seed=seed, **settings)[0]
-        result = detector.detect(gen.text)
-        colour = {"detected": "green", "not_detected": "yellow", "inconclusive": "blue"}[result.verdict.value]
-        verdict = (
-            f"[bold {colour}]{result.verdict.value}[/]  p = {result.p_value:.3g}  "
-            f"(log10 p = {result.log10_p_value:.1f}), {result.tokens_scored} tokens scored, scheme {result.scheme}"
-        )
-        console.print(Panel(gen.text, title=f"{label} answer", subtitle=verdict))
+    console = Console(stderr=as_json)
+    colours = {"detected": "green", "trusted": "green", "recovered": "green", "not_detected": "yellow", "skipped": "blue"}
+
+    def show(step: Step) -> None:
+        if as_json:
+            return
+        colour = colours.get(step.verdict, "red") if step.as_expected else "bold red"
+        p = f"p = {step.p_value:.3g}" if step.p_value is not None else ""
+        console.print(f"{step.capability:10s} {escape(step.case):42s} [{colour}]{step.verdict:12s}[/] {p}", soft_wrap=True)
+        console.print(f"{'':10s} [dim]{escape(step.detail)} ({step.seconds:.1f} s)[/]", soft_wrap=True)
+        if step.text is not None:
+            console.print(f"{'':10s} [dim]{escape(' '.join(step.text.split())[:160])}...[/]", soft_wrap=True)
+
+    if not as_json:
+        console.print(f"dojang demo: a fresh key, in memory only; text scheme [bold]{scheme}[/]")
+    key_id, steps = run_demo(prompt, scheme, max_new_tokens, temperature, seed, on_step=show, status=console.status)
+    ok = all(step.as_expected for step in steps)
+    if as_json:
+        click.echo(json.dumps({"key_id": key_id, "as_expected": ok, "steps": [s.to_dict() for s in steps]}, indent=1))
+    else:
+        console.print("every verdict as expected" if ok else "[bold red]a verdict was not the expected one[/]")
+    if not ok:
+        sys.exit(1)
 
 
 main.add_command(text)

@@ -172,7 +172,7 @@ def screenshot() -> Attack:
 
 
 def standard() -> list[Attack]:
-    """The benchmark suite of the image issue: single edits, then combinations of two."""
+    """The standard image benchmark suite: 26 single edits, then combinations of two."""
     singles = [
         identity(),
         jpeg(90),
