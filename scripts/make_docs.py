@@ -231,7 +231,44 @@ def report_page(name: str, data: dict[str, Any]) -> str:
     return f"# {TITLES[name]}\n\n" + provenance(name, data) + "\n\n" + render(data["report"]) + "\n"
 
 
+def workbench_emoji(name: str, data: dict[str, Any]) -> str:
+    """The emoji suite (``benchmarks/suites/emoji.toml``) run once per scheme: one results.json each,
+    gathered in this file as ``runs``."""
+    rows = []
+    for run in data["runs"]:
+        by = {a["name"]: a for a in run["attacks"]}
+        for attack in ("none", "emoji", "emoji-forced"):
+            a = by.get(attack)
+            if a is None:
+                continue
+            tpr = a["tpr_nominal"]
+            rows.append(
+                [
+                    f"`{run['scheme']}`",
+                    attack,
+                    f"{f2(tpr.get('0.01'))} / {f2(tpr.get('0.001'))}",
+                    f2(a["auc"]) if a.get("auc") is not None else "",
+                    f1(a["mean_size"]) if a.get("mean_size") is not None else "",
+                    a.get("note") or "",
+                ]
+            )
+    first = data["runs"][0]
+    suite = first["suite"]
+    return (
+        "# Workbench: the emoji attack per scheme\n\n"
+        + provenance(name, data)
+        + f"\n\n{suite['prompts']} prompts x {suite['max_new_tokens']} tokens at T={suite['temperature']}, a fresh key per"
+        f" run; the null set is {suite['human_texts']} human texts and the unmarked answers. `emoji` asks the model for an"
+        " emoji after every word and deletes them; `emoji-forced` forces one after every word while generating (what"
+        " a model that complies would write), then deletes them. Both are expected failures"
+        " ([bench.md](../bench.md)).\n\n"
+        + md_table(["scheme", "attack", "TPR p <= 1e-2 / 1e-3", "AUC", "tokens scored", "note"], rows)
+        + "\n"
+    )
+
+
 PAGES: dict[str, Callable[[str, dict[str, Any]], str]] = {
+    "bench-emoji.json": workbench_emoji,
     "image-bench-v3.json": image_bench,
     "image-geometry.json": image_geometry,
     "image-null-2000.json": image_null,
