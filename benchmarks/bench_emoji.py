@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import sys
 import time
 from pathlib import Path
 
 from dojang.bench import TextSuite, load_suite, run_text
+from dojang.bench._tables import run_meta
 
 SUITE = Path(__file__).resolve().parent / "suites" / "emoji.toml"
 SCHEMES = ("default", "distortion-free", "kgw", "robust")
@@ -39,11 +38,7 @@ def main() -> None:
         result["null"].pop("log10_p_values", None)
         runs.append(result)
         print(f"{scheme}: {time.perf_counter() - t0:.0f} s", file=sys.stderr, flush=True)
-    meta = {
-        "command": "python benchmarks/bench_emoji.py " + " ".join(sys.argv[1:]),
-        "date": time.strftime("%Y-%m-%d"),
-        "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
-    }
+    meta = run_meta("python benchmarks/bench_emoji.py " + " ".join(sys.argv[1:]))
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps({"runs": runs, "meta": meta}, indent=1))
     print("wrote", args.out)

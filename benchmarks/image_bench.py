@@ -20,7 +20,6 @@ import argparse
 import json
 import math
 import os
-import platform
 import statistics
 import sys
 import time
@@ -33,6 +32,7 @@ import numpy as np
 from PIL import Image
 
 from dojang.bench._image import synthetic_images  # shared with `dojang bench image`
+from dojang.bench._tables import run_meta
 from dojang.image import _codec, _io, attacks
 from dojang.image._api import ImageDetector, embed_pixels
 from dojang.image._pattern import LAYOUTS, coded_bits
@@ -238,11 +238,7 @@ def main() -> None:
         }
         report(method.name, results["methods"][method.name])
     summary(results, [a.name for a in suite])
-    results["meta"] = {
-        "command": "python benchmarks/image_bench.py " + " ".join(sys.argv[1:]),
-        "date": time.strftime("%Y-%m-%d"),
-        "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
-    }
+    results["meta"] = run_meta("python benchmarks/image_bench.py " + " ".join(sys.argv[1:]))
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(results, indent=1))
 

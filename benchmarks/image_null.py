@@ -18,13 +18,14 @@ from __future__ import annotations
 import argparse
 import io
 import json
-import os
 import platform
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
 
 import numpy as np
+
+from dojang.bench._tables import run_meta
 
 SOURCES = ("astronaut", "camera", "coffee", "chelsea", "rocket", "coins", "hubble_deep_field", "immunohistochemistry",
            "moon", "retina", "cat", "clock", "cell", "brick", "grass", "gravel", "page", "text", "horse", "logo")  # fmt: skip
@@ -98,8 +99,7 @@ def main() -> None:
         "mac_origin_under": {str(a): int((mac <= a).sum()) for a in (0.001, 0.01, 0.05, 0.1, 0.5)},
         "seconds_per_image": {"mean": float(np.mean([r[3] for r in rows])), "max": float(np.max([r[3] for r in rows]))},
         "machine": f"{platform.machine()}, {platform.python_version()}", "wall_seconds": round(time.time() - started, 1),
-        "meta": {"command": "python benchmarks/image_null.py " + " ".join(sys.argv[1:]), "date": time.strftime("%Y-%m-%d"),
-                 "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"},
+        "meta": run_meta("python benchmarks/image_null.py " + " ".join(sys.argv[1:])),
     }  # fmt: skip
     print(json.dumps(out, indent=1))
     if args.out:

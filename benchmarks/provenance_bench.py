@@ -12,8 +12,6 @@ from __future__ import annotations
 import argparse
 import io
 import json
-import os
-import platform
 import statistics
 import sys
 import tempfile
@@ -26,7 +24,7 @@ from PIL import Image
 sys.path.insert(0, str(Path(__file__).parent))
 from image_bench import bench_key, load_images
 
-from dojang.bench._tables import Report
+from dojang.bench._tables import Report, run_meta
 from dojang.image import attacks, embed
 from dojang.provenance import (
     IMAGE_MATCH_BITS,
@@ -170,11 +168,7 @@ def main() -> None:
     )
     print(report.markdown())
     if args.out:
-        meta = {
-            "command": "python benchmarks/provenance_bench.py " + " ".join(sys.argv[1:]),
-            "date": time.strftime("%Y-%m-%d"),
-            "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
-        }
+        meta = run_meta("python benchmarks/provenance_bench.py " + " ".join(sys.argv[1:]))
         Path(args.out).write_text(json.dumps({"report": report.blocks, "meta": meta}, indent=1))
 
 

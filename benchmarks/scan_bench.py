@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import sys
 import tempfile
 import time
@@ -26,7 +25,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from dojang.bench._tables import Report
+from dojang.bench._tables import Report, run_meta
 from dojang.keys import generate_key
 from dojang.scan import Item, Scorer, scan
 from dojang.scan._score import default_tokenizer_json
@@ -219,11 +218,7 @@ def main() -> None:
     print()
     print(report.markdown())
     if args.out:
-        meta = {
-            "command": "python benchmarks/scan_bench.py " + " ".join(sys.argv[1:]),
-            "date": time.strftime("%Y-%m-%d"),
-            "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
-        }
+        meta = run_meta("python benchmarks/scan_bench.py " + " ".join(sys.argv[1:]))
         Path(args.out).write_text(json.dumps({"report": report.blocks, "meta": meta}, indent=1))
 
 

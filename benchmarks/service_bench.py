@@ -254,10 +254,8 @@ def main() -> None:
 
     import json
     import os
-    import platform
-    import time
 
-    from dojang.bench._tables import Report
+    from dojang.bench._tables import Report, run_meta
 
     report = Report()
     report.text(f"{clients} concurrent clients, {seconds:g} s per row, {os.cpu_count()} CPU cores.")
@@ -281,11 +279,7 @@ def main() -> None:
         print(note)
         report.text(note)
     if args.out:
-        meta = {
-            "command": "python benchmarks/service_bench.py " + " ".join(sys.argv[1:]),
-            "date": time.strftime("%Y-%m-%d"),
-            "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
-        }
+        meta = run_meta("python benchmarks/service_bench.py " + " ".join(sys.argv[1:]))
         with open(args.out, "w", encoding="utf-8") as fh:
             json.dump({"report": report.blocks, "meta": meta}, fh, indent=1)
 

@@ -16,7 +16,6 @@ import itertools
 import json
 import math
 import os
-import platform
 import statistics
 import sys
 import time
@@ -26,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from dojang.bench._tables import Report, md_table
+from dojang.bench._tables import Report, md_table, run_meta
 from dojang.bench._text import PROMPTS
 from dojang.keys import Key
 from dojang.keys._keys import _key_id_for
@@ -477,12 +476,8 @@ def main() -> None:
     print(text)
     (out_dir / "text_bench.md").write_text(text + "\n")
     results["report"] = blocks.blocks
-    results["meta"] = {
-        "command": "python benchmarks/text_bench.py" + (" --quick" if args.quick else ""),
-        "date": time.strftime("%Y-%m-%d"),
-        "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
-        "seconds": round(time.perf_counter() - started, 1),
-    }
+    command = "python benchmarks/text_bench.py" + (" --quick" if args.quick else "")
+    results["meta"] = {**run_meta(command), "seconds": round(time.perf_counter() - started, 1)}
     (out_dir / "text_bench.json").write_text(json.dumps(results, indent=1, default=str))
     sample = {r.label + f" T={r.temperature}": r.texts[0][:400] for r in runs}
     (out_dir / "text_bench_samples.json").write_text(json.dumps(sample, indent=1, ensure_ascii=False))
@@ -578,11 +573,7 @@ def korean(out_dir: Path, *, quick: bool) -> None:
     )
     print(table)
     (out_dir / "text_bench_korean.md").write_text(table + "\n")
-    meta = {
-        "command": "python benchmarks/text_bench.py --korean" + (" --quick" if quick else ""),
-        "date": time.strftime("%Y-%m-%d"),
-        "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
-    }
+    meta = run_meta("python benchmarks/text_bench.py --korean" + (" --quick" if quick else ""))
     (out_dir / "text_bench_korean.json").write_text(json.dumps({"report": blocks.blocks, "meta": meta}, indent=1, default=str))
 
 

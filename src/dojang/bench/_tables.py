@@ -47,3 +47,16 @@ def render(blocks: Sequence[dict[str, Any]]) -> str:
     for block in blocks:
         out.append(block["text"] if "text" in block else md_table(block["headers"], block["rows"]))
     return "\n\n".join(out)
+
+
+def run_meta(command: str) -> dict[str, str]:
+    """How a results file was produced: ``command`` (as run), today's date and the machine."""
+    import os
+    import platform
+    import time
+
+    return {
+        "command": command,
+        "date": time.strftime("%Y-%m-%d"),
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
+    }
