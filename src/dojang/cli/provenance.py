@@ -16,6 +16,7 @@ STATE_WORDS = {
     "invalid": "INVALID: the Content Credentials were tampered with or broken; nothing here is attributed to the signer",
     "recovered": "RECOVERED: the file had no credentials; the watermark recovered them from the store",
     "no_credential": "NO CREDENTIAL: no Content Credentials and nothing recovered",
+    "remote": "REMOTE: the file's Content Credentials live at a URL that was not fetched",
 }
 
 
@@ -138,11 +139,24 @@ def stamp(
     "--store", "store_path", default=None, help="Manifest store to recover credentials from (default: your data directory)."
 )
 @click.option("--no-store", is_flag=True, help="Do not look anything up in a store.")
+@click.option(
+    "--allow-remote-manifest",
+    "remote_allow",
+    multiple=True,
+    metavar="URL_PREFIX",
+    help="Fetch a manifest the file names by URL when the URL starts with this prefix (repeatable; default: never fetch).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @click.argument("file", metavar="FILE")
 @friendly_errors
 def verify(
-    key_paths: tuple[str, ...], trust_path: str | None, store_path: str | None, no_store: bool, as_json: bool, file: str
+    key_paths: tuple[str, ...],
+    trust_path: str | None,
+    store_path: str | None,
+    no_store: bool,
+    remote_allow: tuple[str, ...],
+    as_json: bool,
+    file: str,
 ) -> None:
     """Verify any file (image or text): its Content Credentials, its watermark, and what the store recovers."""
     from pathlib import Path
@@ -161,11 +175,12 @@ def verify(
     store = None
     if not no_store and (store_path is not None or default_store_path().exists()):
         store = open_store(store_path)
-    result = do_verify(file, keys=keys, trust_pem=trust, store=store)
+    result = do_verify(file, keys=keys, trust_pem=trust, store=store, remote_allow=remote_allow)
     if as_json:
         click.echo(json.dumps(result.to_dict()))
         return
-    colour = {"trusted": "green", "valid": "yellow", "invalid": "red", "recovered": "cyan", "no_credential": None}[result.state]
+    colours = {"trusted": "green", "valid": "yellow", "invalid": "red", "recovered": "cyan", "remote": "yellow"}
+    colour = colours.get(result.state)
     click.secho(STATE_WORDS[result.state], fg=colour, bold=True)
     click.echo(f"  {result.reason}")
     if result.signer:

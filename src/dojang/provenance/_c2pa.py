@@ -13,8 +13,9 @@ import io
 import json
 import logging
 import os
+import re
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,6 +33,8 @@ __all__ = [
     "ai_image_manifest",
     "ai_text_manifest",
     "read_manifest",
+    "remote_allowed",
+    "remote_view",
     "sign_asset",
     "sign_detached",
     "unreadable_view",
@@ -222,12 +225,16 @@ def ai_text_manifest(
     }
 
 
-def _context(*, trust_pem: str | None = None, thumbnail: bool = False) -> Any:
+def _context(*, trust_pem: str | None = None, thumbnail: bool = False, remote_fetch: bool = False) -> Any:
+    """c2pa-rs settings. ``remote_fetch``: c2pa-rs fetches a manifest that a file names by URL
+    (XMP ``dcterms:provenance``) when reading it; off unless that URL is allowed, so that reading
+    a file never makes a request the file chose."""
     c2pa = _lib()
     settings: dict[str, Any] = {"builder": {"thumbnail": {"enabled": thumbnail}}}
+    settings["verify"] = {"remote_manifest_fetch": remote_fetch}
     if trust_pem:
         settings["trust"] = {"user_anchors": trust_pem}
-        settings["verify"] = {"verify_trust": True}
+        settings["verify"]["verify_trust"] = True
     return c2pa.Context(c2pa.Settings.from_dict(settings))
 
 
@@ -313,6 +320,7 @@ class ManifestView:
     soft_bindings: tuple[tuple[str, bytes | None], ...]
     generator: str | None
     raw: dict[str, Any] = field(repr=False, compare=False, default_factory=dict)
+    remote_url: str | None = None  # state "remote": the URL the file names for its manifest, not fetched
 
     @property
     def ai_generated(self) -> bool:
@@ -400,6 +408,10 @@ def _view(reader: Any) -> ManifestView:
     )
 
 
+REMOTE_NOT_FETCHED = "manifest.remote.notFetched"  # dojang's code: the file names a remote manifest that was not fetched
+_REMOTE = re.compile(r"must fetch remote manifests from url (\S+)")
+
+
 def unreadable_view(failures: tuple[str, ...], explanations: tuple[str, ...]) -> ManifestView:
     """An ``invalid`` view for a manifest too damaged to read: nothing in it is attributed to anyone."""
     return ManifestView(
@@ -418,19 +430,67 @@ def unreadable_view(failures: tuple[str, ...], explanations: tuple[str, ...]) ->
     )
 
 
+def remote_view(url: str) -> ManifestView:
+    """A file whose manifest lives at ``url``, which was not fetched: nothing is attributed."""
+    return ManifestView(
+        label="",
+        state="remote",
+        failures=(REMOTE_NOT_FETCHED,),
+        trusted_signer=False,
+        explanations=(f"the manifest lives at {url}; not fetched",),
+        signer=None,
+        issuer=None,
+        timestamped_at=None,
+        claimed_at=None,
+        actions=(),
+        soft_bindings=(),
+        generator=None,
+        remote_url=url,
+    )
+
+
+def remote_allowed(url: str, allow: Sequence[str]) -> bool:
+    """Whether ``url`` starts with one of the allowed prefixes (``https://host/`` or a path under
+    it; a prefix without a path is taken as the host's root, so ``https://example.com`` does not
+    admit ``https://example.com.evil.net``)."""
+    for prefix in allow:
+        if prefix.count("/") == 2:  # scheme://host: the host's root
+            prefix += "/"
+        if url.startswith(prefix):
+            return True
+    return False
+
+
 def read_manifest(
-    data: bytes, mime: str, *, trust_pem: str | None = None, manifest_data: bytes | None = None
+    data: bytes,
+    mime: str,
+    *,
+    trust_pem: str | None = None,
+    manifest_data: bytes | None = None,
+    remote_allow: Sequence[str] = (),
 ) -> ManifestView | None:
     """Validate the manifest embedded in ``data`` (or the detached ``manifest_data`` against it).
 
     Returns None when there is no manifest. A manifest too damaged to parse comes back as an
-    ``invalid`` view whose failure names the library's error."""
+    ``invalid`` view whose failure names the library's error. A file that names a remote
+    manifest comes back as a ``remote`` view with its URL, unless the URL starts with one of
+    ``remote_allow``: only then is it fetched (by c2pa-rs) and validated."""
     c2pa = _lib()
     try:
         reader = c2pa.Reader.try_create(mime, io.BytesIO(data), manifest_data, _context(trust_pem=trust_pem))
     except c2pa.C2paError as err:
-        log.info("manifest could not be read: %s", err)
-        return unreadable_view(("manifest.unreadable",), (str(err),))
+        remote = _REMOTE.search(str(err))
+        if remote is None:
+            log.info("manifest could not be read: %s", err)
+            return unreadable_view(("manifest.unreadable",), (str(err),))
+        url = remote.group(1)
+        if not remote_allowed(url, remote_allow):
+            return remote_view(url)
+        try:
+            fetching = _context(trust_pem=trust_pem, remote_fetch=True)
+            reader = c2pa.Reader.try_create(mime, io.BytesIO(data), manifest_data, fetching)
+        except c2pa.C2paError as fetched:
+            return unreadable_view(("manifest.unreadable",), (f"the remote manifest at {url}: {fetched}",))
     if reader is None:
         return None
     with reader:

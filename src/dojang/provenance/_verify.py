@@ -13,6 +13,7 @@ import hashlib
 import io
 import logging
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -30,7 +31,7 @@ __all__ = ["STATES", "TEXT_MATCH_SIMILARITY", "Verification", "text_sha256", "ve
 
 log = logging.getLogger(__name__)
 
-STATES = ("trusted", "valid", "invalid", "recovered", "no_credential")
+STATES = ("trusted", "valid", "invalid", "recovered", "no_credential", "remote")
 TEXT_MATCH_SIMILARITY = 0.5  # estimated shingle Jaccard above which an edited text matches its entry
 MAX_VERIFY_BYTES = 200 * 1024 * 1024
 
@@ -51,6 +52,7 @@ class Verification:
     kind: str  # "image" or "text"
     embedded: ManifestView | None = field(default=None, repr=False)
     recovered: ManifestView | None = field(default=None, repr=False)
+    remote_manifest: str | None = None  # the URL a file names for its manifest, when it was not fetched
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -64,6 +66,7 @@ class Verification:
             "validation_codes": self.validation_codes,
             "reason": self.reason,
             "kind": self.kind,
+            "remote_manifest": self.remote_manifest,
         }
         if self.embedded is not None and self.recovered is not None and self.embedded.label != self.recovered.label:
             out["embedded_manifest"] = self.embedded.summary()
@@ -99,6 +102,48 @@ def _no_credential(
     )
 
 
+def _remote_answer(
+    remote: ManifestView, watermark: Detection | None, recovered: ManifestView | None, recovered_from: dict[str, Any] | None
+) -> Verification:
+    """A file that names a remote manifest that was not fetched: the URL, and what the watermark
+    and the store say (a manifest recovered through the watermark is shown as recovered)."""
+    url = remote.remote_url
+    note = f"the manifest lives at {url}; not fetched (remote manifests are fetched only from an allowed URL prefix)"
+    if recovered is not None and recovered_from is not None:
+        return Verification(
+            state="recovered",
+            ai_generated=recovered.ai_generated,
+            signer=_signer(recovered),
+            signed_at=recovered.timestamped_at or recovered.claimed_at,
+            actions=list(recovered.actions),
+            watermark=watermark,
+            recovered_from=recovered_from,
+            validation_codes=[*recovered.failures, *remote.failures],
+            reason=f"{note}; the watermark's content id {recovered_from['content_id']} recovered a manifest signed by "
+            f"{recovered.signer} from the store",
+            kind="image",
+            recovered=recovered,
+            remote_manifest=url,
+        )
+    marked = watermark is not None and watermark.verdict is Verdict.DETECTED
+    if marked:
+        note += f"; a dojang watermark under key {watermark.key_id} (p = {watermark.p_value:.2g})"  # type: ignore[union-attr]
+    return Verification(
+        state="remote",
+        ai_generated=True if marked else None,
+        signer=None,
+        signed_at=None,
+        actions=[],
+        watermark=watermark,
+        recovered_from=None,
+        validation_codes=list(remote.failures),
+        reason=note,
+        kind="image",
+        embedded=remote,
+        remote_manifest=url,
+    )
+
+
 def _signer(view: ManifestView) -> dict[str, Any]:
     return {"name": view.signer, "issuer": view.issuer, "trusted": view.trusted_signer}
 
@@ -120,8 +165,11 @@ def verify(
     trust_pem: str | None = None,
     store: ManifestStore | None = None,
     tokenizer: Any = None,
+    remote_allow: Sequence[str] = (),
 ) -> Verification:
-    """Verify a file: an image (JPEG, PNG, WebP) or a UTF-8 text file."""
+    """Verify a file: an image (JPEG, PNG, WebP) or a UTF-8 text file. A manifest that the file
+    names by URL is fetched only from a URL that starts with one of ``remote_allow``; otherwise
+    the answer is ``remote``, with the URL and whatever the watermark says."""
     p = Path(path)
     if not p.exists():
         raise InputError(f"{p}: no such file")
@@ -129,7 +177,9 @@ def verify(
         raise InputError(f"{p}: is a directory")
     if p.stat().st_size > MAX_VERIFY_BYTES:
         raise InputError(f"{p}: larger than the {MAX_VERIFY_BYTES // 2**20} MB limit")
-    return verify_bytes(p.read_bytes(), name=str(p), keys=keys, trust_pem=trust_pem, store=store, tokenizer=tokenizer)
+    return verify_bytes(
+        p.read_bytes(), name=str(p), keys=keys, trust_pem=trust_pem, store=store, tokenizer=tokenizer, remote_allow=remote_allow
+    )
 
 
 def verify_bytes(
@@ -140,6 +190,7 @@ def verify_bytes(
     trust_pem: str | None = None,
     store: ManifestStore | None = None,
     tokenizer: Any = None,
+    remote_allow: Sequence[str] = (),
 ) -> Verification:
     """Verify the bytes of a file (see :func:`verify`)."""
     if not data:
@@ -147,7 +198,7 @@ def verify_bytes(
     ring = KeyRing.coerce(keys) if keys is not None else None
     fmt = _sniff_image(data)
     if fmt is not None:
-        return _verify_image(data, fmt, name=name, keys=ring, trust_pem=trust_pem, store=store)
+        return _verify_image(data, fmt, name=name, keys=ring, trust_pem=trust_pem, store=store, remote_allow=remote_allow)
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError:
@@ -156,10 +207,17 @@ def verify_bytes(
 
 
 def _verify_image(
-    data: bytes, fmt: str, *, name: str, keys: KeyRing | None, trust_pem: str | None, store: ManifestStore | None
+    data: bytes,
+    fmt: str,
+    *,
+    name: str,
+    keys: KeyRing | None,
+    trust_pem: str | None,
+    store: ManifestStore | None,
+    remote_allow: Sequence[str] = (),
 ) -> Verification:
     mime = MIME[fmt]
-    embedded = read_manifest(data, mime, trust_pem=trust_pem)
+    embedded = read_manifest(data, mime, trust_pem=trust_pem, remote_allow=remote_allow)
     watermark: Detection | None = None
     if keys is not None:
         from dojang.image import ImageDetector
@@ -168,6 +226,8 @@ def _verify_image(
     recovered, recovered_from, why_not = _recover_image(data, mime, watermark, store, trust_pem)
     marked = watermark is not None and watermark.verdict is Verdict.DETECTED
 
+    if embedded is not None and embedded.state == "remote":
+        return _remote_answer(embedded, watermark, recovered, recovered_from)
     if embedded is not None:
         extra = ""
         if embedded.state in ("trusted", "valid") and recovered is not None and recovered.label != embedded.label:

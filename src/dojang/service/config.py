@@ -53,6 +53,7 @@ class Settings:
     trust_anchors_pem: str | None = None
     request_timeout_s: float = 60.0
     detect_workers: int = 0  # detections that run at once, in arrival order (0: one per CPU core)
+    remote_manifest_allow: tuple[str, ...] = ()  # URL prefixes a file's remote manifest may be fetched from (none)
 
     def __repr__(self) -> str:  # never the master key
         return f"Settings(database_url={_redact_url(self.database_url)!r}, dev={self.dev}, public_tier={self.public_tier})"
@@ -96,7 +97,17 @@ class Settings:
             detect_workers=number("DOJANG_DETECT_WORKERS", 0),
             public_tier=env.get("DOJANG_PUBLIC_TIER", "on").lower() not in ("0", "off", "false", "no"),
             trust_anchors_pem=trust,
+            remote_manifest_allow=_url_prefixes(env.get("DOJANG_REMOTE_MANIFEST_ALLOW", "")),
         )
+
+
+def _url_prefixes(raw: str) -> tuple[str, ...]:
+    """Comma-separated ``https://`` (or ``http://``) URL prefixes; anything else is refused."""
+    prefixes = tuple(p.strip() for p in raw.split(",") if p.strip())
+    for prefix in prefixes:
+        if not prefix.startswith(("https://", "http://")) or prefix.count("/") < 2 or len(prefix) <= len("https://"):
+            raise ServiceError(f"DOJANG_REMOTE_MANIFEST_ALLOW: {prefix!r} is not an http(s) URL prefix")
+    return prefixes
 
 
 def _dev_master_key() -> bytes:

@@ -79,7 +79,9 @@ def _verdict_only(out: dict[str, Any], state: str, kind: str) -> None:
     provider = out["watermark"]["provider"]
     if out.get("recovered_from"):
         out["recovered_from"] = {k: v for k, v in out["recovered_from"].items() if k != "key_id"}
-    if state == "no_credential":
+    if state == "remote":
+        out["reason"] = f"the manifest lives at {out['remote_manifest']}; not fetched; a dojang watermark of {provider}"
+    elif state == "no_credential":
         out["reason"] = (
             f"no C2PA manifest, but a dojang watermark of {provider}; no stored manifest was recovered through it"
             if kind == "image"
@@ -210,6 +212,7 @@ async def verify_file(
             trust_pem=svc.settings.trust_anchors_pem,
             store=store,
             tokenizer=tokenizer,
+            remote_allow=svc.settings.remote_manifest_allow,
         ),
     )
     out = result.to_dict()
