@@ -100,7 +100,7 @@ def test_stamp_then_verify_json_contract(setup) -> None:  # type: ignore[no-unty
     assert out.exit_code == 0, out.output
     data = json.loads(out.stdout)
     assert set(data) >= VERIFY_KEYS
-    assert set(data) == VERIFY_KEYS | {"reason", "kind", "remote_manifest"}  # the contract keys, the words, the kind, a remote URL
+    assert set(data) == VERIFY_KEYS | {"reason", "kind", "remote_manifest"}  # the contract, the words, the kind, a remote URL
     assert data["state"] == "trusted" and data["ai_generated"] is True
     assert data["watermark"]["payload"] == stamped["content_id"]
     secret = (setup / "certs/signing-key.pem").read_text().splitlines()[1]

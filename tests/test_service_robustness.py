@@ -507,3 +507,22 @@ def test_a_chunked_body_is_cut_off_at_the_upload_limit(tmp_path, route) -> None:
     body = b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
     assert start["status"] == 413 and b"larger than" in body, body
     assert pulled * len(chunk) < 400_000, f"read {pulled} chunks of 64 KiB before answering"
+
+
+def test_inputs_past_their_limits_get_clear_4xx(env) -> None:  # type: ignore[no-untyped-def]
+    """Every input that costs work is bounded: a detection's prompt, a generation's seed, a
+    stamp's generator name and its pixels (checked from the header, before decoding)."""
+    c = env.client
+    limit = env.app.state.services.settings.max_prompt_chars
+    r = c.post("/v1/text/detect", json={"text": "a short text to check", "prompt": "p" * (limit + 1)}, headers=env.checker)
+    assert r.status_code == 413 and "prompt longer than" in r.json()["detail"]
+    r = c.post("/v1/text/generate", json={"prompt": "hi", "seed": 2**70}, headers=env.acme)
+    assert r.status_code == 422 and "seed" in r.text
+    small = png_bytes(Image.fromarray(skdata.astronaut()[:300, :300]))
+    r = c.post("/v1/image/stamp", files={"file": ("g.png", small, "image/png")}, data={"generator": "g" * 401}, headers=env.acme)
+    assert r.status_code == 422 and "generator longer than" in r.json()["detail"]
+    pixels = env.app.state.services.settings.max_stamp_pixels
+    side = int(pixels**0.5) + 1
+    huge = png_bytes(Image.new("L", (side, side), 128))  # compresses to a few KB: only the header is read
+    r = c.post("/v1/image/stamp", files={"file": ("huge.png", huge, "image/png")}, headers=env.acme)
+    assert r.status_code == 413 and "pixels stamping accepts" in r.json()["detail"], r.text

@@ -47,6 +47,8 @@ class Settings:
     dev: bool = False
     max_upload_bytes: int = 20 * 1024 * 1024
     max_text_chars: int = 100_000
+    max_prompt_chars: int = 10_000  # a detection's context prompt and a generation's prompt
+    max_stamp_pixels: int = 25_000_000  # stamping holds several float copies of the image: ~70 bytes a pixel
     rate_per_minute: int = 120  # per token
     anonymous_rate_per_minute: int = 20  # per client address, for the public tier
     public_tier: bool = True  # anonymous verdict-only checks (the public page); off = every API call needs a token
@@ -92,6 +94,8 @@ class Settings:
             dev=dev,
             max_upload_bytes=number("DOJANG_MAX_UPLOAD_BYTES", 20 * 1024 * 1024),
             max_text_chars=number("DOJANG_MAX_TEXT_CHARS", 100_000),
+            max_prompt_chars=number("DOJANG_MAX_PROMPT_CHARS", 10_000),
+            max_stamp_pixels=number("DOJANG_MAX_STAMP_PIXELS", 25_000_000),
             rate_per_minute=number("DOJANG_RATE_PER_MINUTE", 120),
             anonymous_rate_per_minute=number("DOJANG_ANONYMOUS_RATE_PER_MINUTE", 20),
             detect_workers=number("DOJANG_DETECT_WORKERS", 0),

@@ -32,7 +32,10 @@ class GenerateRequest(BaseModel):
     temperature: float = Field(default=0.7, gt=0.0, le=2.0)
     scheme: Identifier = "default"
     key_id: Identifier | None = None
-    seed: int | None = None
+    seed: int | None = Field(default=None, ge=0, le=2**63 - 1, description="Fix the sampling noise (0 .. 2^63 - 1).")
+
+
+MAX_GENERATOR_CHARS = 200  # the generator's name, as the manifest and the store keep it
 
 
 def _ring(svc: Services, key_id: str | None, provider: str | None) -> tuple[KeyRing, dict[str, str]]:
@@ -116,6 +119,22 @@ def _audit(
     )
 
 
+def _check_stamp_pixels(data: bytes, limit: int) -> None:
+    """413 for an image with more pixels than stamping may hold, read from its header before any
+    decoding (a file that is not an image is left to the stamp's own message)."""
+    import io
+
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(io.BytesIO(data)) as img:
+            width, height = img.size
+    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError):
+        return
+    if width * height > limit:
+        raise HTTPException(413, f"a {width}x{height} px image is more than the {limit:,} pixels stamping accepts")
+
+
 async def _read_upload(file: UploadFile, svc: Services) -> bytes:
     limit = svc.settings.max_upload_bytes
     data = await file.read(limit + 1)
@@ -139,6 +158,8 @@ def text_detect(
 
     if len(body.text) > svc.settings.max_text_chars:
         raise HTTPException(413, f"text longer than {svc.settings.max_text_chars} characters")
+    if body.prompt is not None and len(body.prompt) > svc.settings.max_prompt_chars:
+        raise HTTPException(413, f"prompt longer than {svc.settings.max_prompt_chars} characters")
     if not body.text.strip():
         raise HTTPException(422, "the text is empty")
     ring, owners = _ring(svc, body.key_id, body.provider)
@@ -252,8 +273,8 @@ def text_generate(
 
     if not body.prompt.strip():
         raise HTTPException(422, "the prompt is empty")
-    if len(body.prompt) > svc.settings.max_text_chars:
-        raise HTTPException(413, f"prompt longer than {svc.settings.max_text_chars} characters")
+    if len(body.prompt) > svc.settings.max_prompt_chars:
+        raise HTTPException(413, f"prompt longer than {svc.settings.max_prompt_chars} characters")
     config = resolve(body.scheme)
     keys = svc.repo.keys(tenant_id=principal.tenant_id, key_id=body.key_id, active_only=True)
     if not keys:
@@ -304,7 +325,10 @@ async def image_stamp(
     fmt = {"png": "PNG", "jpg": "JPEG", "jpeg": "JPEG", "webp": "WEBP"}.get(format.lower())
     if fmt is None:
         raise HTTPException(422, "format must be png, jpeg or webp")
+    if len(generator) > MAX_GENERATOR_CHARS:
+        raise HTTPException(422, f"generator longer than {MAX_GENERATOR_CHARS} characters")
     data = await _read_upload(file, svc)
+    _check_stamp_pixels(data, svc.settings.max_stamp_pixels)
     keys = svc.repo.keys(tenant_id=principal.tenant_id, active_only=True)
     signing = svc.repo.signing_key(principal.tenant_id)
     if not keys or signing is None:
