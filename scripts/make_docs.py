@@ -162,8 +162,10 @@ def image_null(name: str, data: dict[str, Any]) -> str:
             f"{data['ks_greater_statistic']:.3f}, {data['ks_greater_p']:.3g}",
         ],
     ]
-    if "mac_ks_p" in data:
-        rows.append(["MAC statistic at the origin, two-sided KS p", f"{data['mac_ks_p']:.3g}"])
+    if "mac_origin_ks_p" in data:
+        rows.append(
+            ["MAC statistic at the origin (layout 3), two-sided KS test against uniform: p", f"{data['mac_origin_ks_p']:.3g}"]
+        )
     secs = data.get("seconds_per_image") or {}
     if secs:
         rows.append(["seconds per image: mean (max), 2 processes", f"{f2(secs['mean'])} ({f2(secs['max'])})"])
