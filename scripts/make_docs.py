@@ -37,6 +37,10 @@ RECORDED = {
         "machine": "x86_64, 2 cores",
     },
     "image-adversary-512.json": {"command": "dojang bench image --adversary --out DIR", "date": "2026-12-07"},
+    "image-null-2000.json": {
+        "command": "python benchmarks/image_null.py --count 2000 --workers 2 --out docs/benchmarks/image-null-2000.json",
+        "date": "2026-12-07",
+    },
     "image-adversary-256-n1000.json": {
         "command": "dojang bench image --adversary --side 256 --sizes 1,10,100,1000 --out DIR",
         "date": "2026-12-07",
