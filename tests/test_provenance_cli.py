@@ -3,6 +3,7 @@ JSON keys, real signing, one clear line for every bad input."""
 
 from __future__ import annotations
 
+import io
 import json
 
 import pytest
@@ -306,3 +307,32 @@ def test_text_generate_store_then_verify_with_the_real_model(tmp_path) -> None: 
     assert data["state"] == "recovered", data
     assert data["recovered_from"]["model"] == "SmolLM2-135M-Instruct"
     assert data["recovered_from"]["key_id"] == load_key(tmp_path / "t.key").key_id
+
+
+def test_verify_with_a_key_keeps_the_c2pa_verdict_when_the_mark_cannot_be_read(setup) -> None:  # type: ignore[no-untyped-def]
+    """A file whose watermark cannot be read (a tiny trusted copy, a JPEG cut short, a PNG whose
+    header checksum is broken) still gets its C2PA verdict; the mark's failure is a reason beside
+    it, and a broken PNG is called a broken PNG."""
+    runner = CliRunner()
+    assert _stamp(runner, setup, "verify-me.jpg").exit_code == 0
+    trust = ["--trust", str(setup / "certs/root.pem"), "--no-store", "--json"]
+    key = ["--key", str(setup / "wm.key")]
+    signed = (setup / "verify-me.jpg").read_bytes()
+    cut = setup / "cut.jpg"
+    cut.write_bytes(signed[: len(signed) * 6 // 10])
+    without = json.loads(runner.invoke(main, ["verify", *trust, str(cut)]).output)
+    res = runner.invoke(main, ["verify", *key, *trust, str(cut)])
+    assert res.exit_code == 0, res.output
+    with_key = json.loads(res.output)
+    assert with_key["state"] == without["state"] and with_key["validation_codes"] == without["validation_codes"]
+    assert "watermark could not be read" in with_key["reason"] and with_key["watermark"] is None
+    png = io.BytesIO()
+    Image.fromarray(skdata.astronaut()[:200, :200]).save(png, "PNG")
+    broken = bytearray(png.getvalue())
+    broken[29] ^= 0xFF  # the IHDR chunk's CRC
+    path = setup / "bad-crc.png"
+    path.write_bytes(bytes(broken))
+    res = runner.invoke(main, ["verify", *key, *trust, str(path)])
+    assert res.exit_code == 0, res.output
+    out = json.loads(res.output)
+    assert out["state"] in ("no_credential", "invalid") and "PNG file whose header is corrupt" in out["reason"]

@@ -14,6 +14,7 @@ import threading
 import time
 import zipfile
 from collections import Counter
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -526,3 +527,48 @@ def test_inputs_past_their_limits_get_clear_4xx(env) -> None:  # type: ignore[no
     huge = png_bytes(Image.new("L", (side, side), 128))  # compresses to a few KB: only the header is read
     r = c.post("/v1/image/stamp", files={"file": ("huge.png", huge, "image/png")}, headers=env.acme)
     assert r.status_code == 413 and "pixels stamping accepts" in r.json()["detail"], r.text
+
+
+def test_secrets_at_rest_are_private(tmp_path: Path) -> None:
+    """The admin token goes to a file only its owner can read (never to stdout), and the
+    embedded SQLite database is created the same way."""
+    import stat
+
+    from dojang.cli.serve import write_token
+    from dojang.service.db import make_engine
+
+    path = write_token("dt-secret-token", str(tmp_path / "admin-token"))
+    assert Path(path).read_text() == "dt-secret-token\n"
+    assert stat.S_IMODE(Path(path).stat().st_mode) == 0o600
+    write_token("dt-second", path)  # a new token replaces the file, with the same mode
+    assert Path(path).read_text() == "dt-second\n" and stat.S_IMODE(Path(path).stat().st_mode) == 0o600
+    engine = make_engine(f"sqlite:///{tmp_path / 'db' / 'service.sqlite3'}")
+    with engine.connect() as conn:
+        conn.exec_driver_sql("CREATE TABLE t (x INTEGER)")
+    assert stat.S_IMODE((tmp_path / "db" / "service.sqlite3").stat().st_mode) == 0o600
+    engine.dispose()
+
+
+def test_verify_names_what_it_refuses_and_keeps_the_owners_details(env, stamped_jpeg) -> None:  # type: ignore[no-untyped-def]
+    """`/v1/verify`: GIF and BMP are named as unsupported formats (not "text too long"); a text is
+    held to the same character limit as detection; a stripped copy's decoded content id is shown
+    to the key's owner only."""
+    c = env.client
+    gif, bmp = io.BytesIO(), io.BytesIO()
+    Image.new("RGB", (64, 64), (9, 9, 9)).save(gif, "GIF")
+    Image.new("RGB", (64, 64), (9, 9, 9)).save(bmp, "BMP")
+    for name, body, fmt in (("a.gif", gif.getvalue(), "GIF"), ("a.bmp", bmp.getvalue(), "BMP")):
+        r = c.post("/v1/verify", files={"file": (name, body, "application/octet-stream")}, headers=env.checker)
+        assert r.status_code == 415 and fmt in r.json()["detail"], r.text
+    limit = env.app.state.services.settings.max_text_chars
+    r = c.post("/v1/verify", files={"file": ("t.txt", b"a" * (limit + 1), "text/plain")}, headers=env.checker)
+    assert r.status_code == 413 and "text longer than" in r.json()["detail"]
+    stripped = io.BytesIO()
+    Image.open(io.BytesIO(stamped_jpeg)).convert("RGB").save(stripped, "JPEG", quality=90)  # no metadata left
+    mine = c.post("/v1/verify", files={"file": ("s.jpg", stripped.getvalue(), "image/jpeg")}, headers=env.acme).json()
+    assert mine["state"] == "recovered"
+    content_id = mine["recovered_from"]["content_id"]
+    for headers in (env.checker, env.other, {}):
+        theirs = c.post("/v1/verify", files={"file": ("s.jpg", stripped.getvalue(), "image/jpeg")}, headers=headers)
+        assert theirs.status_code == 200 and theirs.json()["state"] == "recovered"
+        assert content_id not in theirs.text and "acme-ai" in theirs.json()["reason"]

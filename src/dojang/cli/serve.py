@@ -19,9 +19,16 @@ from dojang.errors import ServiceError
     help="Dev mode (a master key kept in the data directory). Default: on for the embedded SQLite database on "
     "localhost, off otherwise.",
 )
-@click.option("--new-admin-token", is_flag=True, help="Print a new admin token (the first one is printed at first start).")
+@click.option(
+    "--new-admin-token", is_flag=True, help="Write a new admin token to the token file (the first one is written at first start)."
+)
+@click.option(
+    "--token-file",
+    default=None,
+    help="Where an admin token is written, mode 0600 (default: admin-token in the data directory). Tokens never go to stdout.",
+)
 @friendly_errors
-def serve(host: str, port: int, dev: bool | None, new_admin_token: bool) -> None:
+def serve(host: str, port: int, dev: bool | None, new_admin_token: bool, token_file: str | None) -> None:
     """Start the verification service. DOJANG_DATABASE_URL=postgresql://... runs it on PostgreSQL;
     DOJANG_MASTER_KEY encrypts keys at rest (required outside dev mode)."""
     try:
@@ -41,12 +48,14 @@ def serve(host: str, port: int, dev: bool | None, new_admin_token: bool) -> None
     repo = app.state.services.repo
     if not repo.has_tenants():
         _, token = repo.create_tenant("admin", "admin")
-        click.echo(f"first admin token (shown once, keep it): {token}")
+        path = write_token(token, token_file)
+        click.echo(f"first admin token written to {path} (mode 0600): read it, keep it somewhere safe, delete the file")
     elif new_admin_token:
         admin = [tid for tid, name in repo.tenant_names().items() if name == "admin"]
         if not admin:
             raise ServiceError("no admin tenant in this database")
-        click.echo(f"new admin token (shown once, keep it): {repo.create_token(admin[0], 'cli')}")
+        path = write_token(repo.create_token(admin[0], "cli"), token_file)
+        click.echo(f"new admin token written to {path} (mode 0600)")
     if dev:
         click.secho(
             "dev mode: keys are encrypted with a master key kept in the data directory; set DOJANG_MASTER_KEY "
@@ -57,3 +66,22 @@ def serve(host: str, port: int, dev: bool | None, new_admin_token: bool) -> None
     shown = f"[{host}]" if ":" in host else host
     click.echo(f"dojang verification service on http://{shown}:{port}/ (API docs: http://{shown}:{port}/docs)")
     uvicorn.run(app, host=host, port=port, log_level="warning")
+
+
+def write_token(token: str, path: str | None) -> str:
+    """Write ``token`` to ``path`` (default: ``admin-token`` in the data directory), readable by
+    the owner only; a token never goes to stdout, where server logs would keep it."""
+    from pathlib import Path
+
+    from dojang.service.config import data_dir
+
+    target = Path(path) if path is not None else data_dir() / "admin-token"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        target.unlink(missing_ok=True)  # a new file, so that the mode below holds whatever was there
+        fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except OSError as err:
+        raise ServiceError(f"cannot write the admin token to {target}: {err.strerror}") from None
+    with os.fdopen(fd, "w") as fh:
+        fh.write(token + "\n")
+    return str(target)

@@ -145,6 +145,31 @@ def read(path: str | os.PathLike[str]) -> tuple[Pixels, str]:
     return read_bytes(data, name=str(p))
 
 
+_SIGNATURES = (
+    (b"\x89PNG\r\n\x1a\n", "PNG"),
+    (b"\xff\xd8\xff", "JPEG"),
+    (b"GIF87a", "GIF"),
+    (b"GIF89a", "GIF"),
+    (b"BM", "BMP"),
+    (b"II*\x00", "TIFF"),
+    (b"MM\x00*", "TIFF"),
+)
+
+
+def sniff_format(data: bytes) -> str | None:
+    """The image format a file's first bytes name (PNG, JPEG, WEBP, GIF, BMP, TIFF, AVIF, HEIC),
+    whether or not the rest of it is readable; None when they name none."""
+    for magic, fmt in _SIGNATURES:
+        if data.startswith(magic):
+            return fmt
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "WEBP"
+    if data[4:8] == b"ftyp":
+        brand = data[8:12]
+        return "AVIF" if brand in (b"avif", b"avis") else "HEIC" if brand in (b"heic", b"heix", b"mif1", b"msf1") else None
+    return None
+
+
 def read_bytes(data: bytes, *, name: str = "upload") -> tuple[Pixels, str]:
     if not data:
         raise InputError(f"{name}: the file is empty")
@@ -159,6 +184,11 @@ def read_bytes(data: bytes, *, name: str = "upload") -> tuple[Pixels, str]:
     except InputError:
         raise
     except UnidentifiedImageError:
+        named = sniff_format(data)
+        if named in ("PNG", "JPEG", "WEBP"):  # the signature is right, the header behind it is not (a bad CRC, a cut)
+            raise InputError(f"{name}: a {named} file whose header is corrupt or truncated") from None
+        if named is not None:
+            raise InputError(f"{name}: {named} files are not supported (PNG, JPEG or WebP expected)") from None
         raise InputError(f"{name}: not an image dojang can read (PNG, JPEG or WebP expected)") from None
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         raise InputError(f"{name}: too many pixels (decompression bomb guard)") from None

@@ -219,10 +219,14 @@ def _verify_image(
     mime = MIME[fmt]
     embedded = read_manifest(data, mime, trust_pem=trust_pem, remote_allow=remote_allow)
     watermark: Detection | None = None
+    unread = ""  # why the watermark could not be read: said beside the C2PA verdict, never instead of it
     if keys is not None:
         from dojang.image import ImageDetector
 
-        watermark = ImageDetector(keys=keys).detect_bytes(data, name=name)
+        try:
+            watermark = ImageDetector(keys=keys).detect_bytes(data, name=name)
+        except InputError as err:
+            unread = f"; the watermark could not be read ({err})"
     recovered, recovered_from, why_not = _recover_image(data, mime, watermark, store, trust_pem)
     marked = watermark is not None and watermark.verdict is Verdict.DETECTED
 
@@ -232,7 +236,7 @@ def _verify_image(
         extra = ""
         if embedded.state in ("trusted", "valid") and recovered is not None and recovered.label != embedded.label:
             extra = "; the watermark points to a different stored manifest (both shown)"
-        return _embedded_answer(embedded, watermark, recovered_from, kind="image", extra=extra, recovered=recovered)
+        return _embedded_answer(embedded, watermark, recovered_from, kind="image", extra=extra + unread, recovered=recovered)
     if recovered is not None and recovered_from is not None:
         return Verification(
             state="recovered",
@@ -254,6 +258,8 @@ def _verify_image(
         reason += f"; {why_not}" if why_not else ""
     elif watermark is not None and watermark.verdict is Verdict.INCONCLUSIVE:
         reason = f"no C2PA manifest; the watermark could not be read ({watermark.reason or 'inconclusive'})"
+    elif unread:
+        reason = "no C2PA manifest" + unread
     else:
         reason = (
             "no C2PA manifest and no watermark under the given keys"
@@ -454,7 +460,7 @@ def _embedded_answer(
             recovered=recovered,
         )
     # tampered or broken: attribute nothing to the signer, as when there is no credential at all
-    nothing = _no_credential(watermark, _invalid_reason(embedded.failures, kind=kind), kind, recovered_from)
+    nothing = _no_credential(watermark, _invalid_reason(embedded.failures, kind=kind) + extra, kind, recovered_from)
     return replace(nothing, state="invalid", validation_codes=list(embedded.failures), embedded=embedded, recovered=recovered)
 
 

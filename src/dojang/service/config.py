@@ -19,6 +19,11 @@ __all__ = ["Settings"]
 log = logging.getLogger(__name__)
 
 
+def data_dir() -> Path:
+    """Where the embedded database, the dev master key and the admin token file live."""
+    return _data_dir()
+
+
 def _data_dir() -> Path:
     return Path(os.environ.get("DOJANG_DATA_DIR") or user_data_dir("dojang", appauthor=False))
 

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from sqlalchemy import (
@@ -102,12 +103,26 @@ audit = Table(
 )  # fmt: skip
 
 
+def _private_file(path: Path) -> None:
+    """Create the SQLite file readable by its owner only (it holds tokens' hashes, sealed keys and
+    the audit log); SQLite gives its -wal and -shm files the same mode."""
+    if str(path) in ("", ":memory:"):
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    except FileExistsError:
+        pass
+    except OSError:
+        return  # an unwritable place: the engine's own error names it
+
+
 def make_engine(url: str) -> Engine:
     """An engine for ``url``: ``sqlite:///path`` or ``postgresql://...`` (driven by psycopg 3)."""
     if url.startswith(("postgresql://", "postgres://")):
         url = "postgresql+psycopg://" + url.split("://", 1)[1]
     if url.startswith("sqlite:///"):
-        Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+        _private_file(Path(url.removeprefix("sqlite:///")))
     engine = create_engine(url, pool_pre_ping=True)
     if engine.dialect.name == "sqlite":
 

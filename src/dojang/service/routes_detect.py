@@ -10,6 +10,7 @@ from fastapi import APIRouter, Depends, File, Form, HTTPException, Request, Uplo
 from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
+from dojang.image._io import sniff_format
 from dojang.keys import KeyRing
 from dojang.service.app import Services, client_of, public_principal, require_provider, services
 from dojang.service.inputs import Identifier, UnicodeText
@@ -80,9 +81,15 @@ def _verdict_only(out: dict[str, Any], state: str, kind: str) -> None:
     p-value and (images) the decoded content id, and a text's store entry names the key; say the
     same without them, as the verdict-only tier of the detection routes does."""
     provider = out["watermark"]["provider"]
-    if out.get("recovered_from"):
-        out["recovered_from"] = {k: v for k, v in out["recovered_from"].items() if k != "key_id"}
-    if state == "remote":
+    if out.get("recovered_from"):  # which key, and (images) the decoded content id, are the owner's to know
+        out["recovered_from"] = {k: v for k, v in out["recovered_from"].items() if k not in ("key_id", "content_id")}
+    if state == "recovered" and kind == "image":
+        signer = (out.get("signer") or {}).get("name")
+        out["reason"] = (
+            f"no manifest in the file; the watermark of {provider} recovered the manifest signed by {signer} from the store "
+            "(only its binding to the original bytes fails: the file was re-encoded)"
+        )
+    elif state == "remote":
         out["reason"] = f"the manifest lives at {out['remote_manifest']}; not fetched; a dojang watermark of {provider}"
     elif state == "no_credential":
         out["reason"] = (
@@ -218,8 +225,11 @@ async def verify_file(
     from dojang.provenance import verify_bytes
 
     data = await _read_upload(file, svc)
-    is_text = data[:3] not in (b"\xff\xd8\xff", b"\x89PN", b"RIF")
-    if is_text and len(data) > svc.settings.max_text_chars * 4:
+    named = sniff_format(data)
+    if named is not None and named not in ("PNG", "JPEG", "WEBP"):
+        raise HTTPException(415, f"{named} files are not supported: PNG, JPEG or WebP images, or UTF-8 text")
+    is_text = named is None
+    if is_text and len(data.decode("utf-8", "replace")) > svc.settings.max_text_chars:
         raise HTTPException(413, f"text longer than {svc.settings.max_text_chars} characters")
     ring, owners = svc.repo.key_ring() if key_id is None and provider is None else _ring(svc, key_id, provider)
     tokenizer = svc.tokenizer() if is_text and ring is not None else None
