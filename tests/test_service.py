@@ -468,3 +468,68 @@ def test_a_forged_pattern_is_inconclusive_for_everyone(env) -> None:  # type: ig
     assert anon == {"verdict": "inconclusive", "provider": None, "keyed_pattern_seen": True, "detail": "verdict"}
     owner = env.client.post("/v1/image/detect", files={"file": ("f.png", forged, "image/png")}, headers=env.other).json()
     assert owner["verdict"] == "inconclusive" and owner["payload"] is None and owner["payload_verified"] is False
+
+
+def test_a_tenants_tokens_share_one_rate_limit_and_can_be_listed_and_revoked(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """Minting more tokens buys no more requests; a tenant holds a capped number of live tokens,
+    lists them (never their secrets) and revokes any of them, through the API and the CLI."""
+    e = build_env(f"sqlite:///{tmp_path / 's.sqlite3'}", tmp_path, rate_per_minute=9, max_tokens_per_tenant=3)
+    c = e.client
+    extra = [bearer(c.post("/v1/tokens", headers=e.checker).json()["token"]) for _ in range(2)]
+    r = c.post("/v1/tokens", headers=e.checker)
+    assert r.status_code == 409 and "3 live tokens" in r.json()["detail"]
+    spent = [c.post("/v1/text/detect", json={"text": "a short text"}, headers=h).status_code for h in [e.checker, *extra] * 3]
+    assert spent.count(200) == 6 and spent.count(429) == 3  # one budget of 9 a minute (3 spent minting), whichever token
+    e2 = build_env(f"sqlite:///{tmp_path / 't.sqlite3'}", tmp_path, max_tokens_per_tenant=5)
+    c2 = e2.client
+    second = c2.post("/v1/tokens", headers=e2.checker).json()["token"]
+    listed = c2.get("/v1/tokens", headers=e2.checker).json()["tokens"]
+    assert len(listed) == 2 and sum(t["current"] for t in listed) == 1
+    assert second not in str(listed) and all(set(t) >= {"token_id", "label", "created_at", "revoked_at"} for t in listed)
+    other = next(t["token_id"] for t in listed if not t["current"])
+    assert c2.delete(f"/v1/tokens/{other}", headers=e2.acme).status_code == 404  # another tenant's token
+    assert c2.delete(f"/v1/tokens/{other}", headers=e2.checker).json() == {"token_id": other, "revoked": True}
+    assert c2.get("/v1/tokens", headers=bearer(second)).status_code == 401  # revoked: stops at once
+    assert c2.delete(f"/v1/tokens/{other}", headers=e2.checker).status_code == 404
+
+
+def test_tokens_cli_lists_and_revokes(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    import json
+
+    from click.testing import CliRunner
+
+    from dojang.cli.main import main
+
+    url = f"sqlite:///{tmp_path / 'cli.sqlite3'}"
+    e = build_env(url, tmp_path)
+    monkeypatch.setenv("DOJANG_DATABASE_URL", url)
+    monkeypatch.setenv("DOJANG_MASTER_KEY", "11" * 32)
+    runner = CliRunner()
+    res = runner.invoke(main, ["tokens", "list", "--tenant", "newsroom", "--json"])
+    assert res.exit_code == 0, res.output
+    rows = json.loads(res.output)["tokens"]
+    assert len(rows) == 1 and rows[0]["tenant"] == "newsroom"
+    assert runner.invoke(main, ["tokens", "revoke", rows[0]["token_id"]]).exit_code == 0
+    assert e.client.post("/v1/text/detect", json={"text": "a short text"}, headers=e.checker).status_code == 401
+    res = runner.invoke(main, ["tokens", "revoke", rows[0]["token_id"]])
+    assert res.exit_code == 2 and "no live token" in res.output
+
+
+def test_keys_are_capped_and_retired_ones_deletable(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """Every detection tries every key, so a tenant's keys are capped; a retired key can be
+    deleted (detection stops trying it), an active one cannot."""
+    e = build_env(f"sqlite:///{tmp_path / 's.sqlite3'}", tmp_path, max_keys_per_tenant=2)
+    c = e.client
+    first = e.acme_key.key_id
+    second = c.post("/v1/keys", json={}, headers=e.acme).json()["key_id"]
+    r = c.post("/v1/keys", json={}, headers=e.acme)
+    assert r.status_code == 409 and "2 watermark keys" in r.json()["detail"]
+    assert c.post(f"/v1/keys/{first}/rotate", headers=e.acme).status_code == 409  # no room for its successor
+    assert c.delete(f"/v1/keys/{first}", headers=e.acme).status_code == 409  # active
+    assert c.delete(f"/v1/keys/{first}", headers=e.other).status_code == 404  # not theirs
+    assert c.post(f"/v1/keys/{first}/retire", headers=e.acme).status_code == 200
+    assert c.delete(f"/v1/keys/{first}", headers=e.acme).json() == {"key_id": first, "deleted": True}
+    assert [k["key_id"] for k in c.get("/v1/keys", headers=e.acme).json()["keys"]] == [second]
+    assert c.post("/v1/keys", json={}, headers=e.acme).status_code == 201  # room again
+    r = c.post("/v1/text/detect", json={"text": "a short text", "key_id": first}, headers=e.acme)
+    assert r.status_code == 404  # no longer tried

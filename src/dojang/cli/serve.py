@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from typing import Any
 
 import click
 
@@ -65,7 +66,17 @@ def serve(host: str, port: int, dev: bool | None, new_admin_token: bool, token_f
         )
     shown = f"[{host}]" if ":" in host else host
     click.echo(f"dojang verification service on http://{shown}:{port}/ (API docs: http://{shown}:{port}/docs)")
-    uvicorn.run(app, host=host, port=port, log_level="warning")
+    # X-Forwarded-For is believed only from the proxies named in DOJANG_TRUSTED_PROXIES (uvicorn
+    # would otherwise trust it from 127.0.0.1, so any local caller could pick its own address).
+    proxies = settings.trusted_proxies
+    uvicorn.run(
+        app,
+        host=host,
+        port=port,
+        log_level="warning",
+        proxy_headers=bool(proxies),
+        forwarded_allow_ips=",".join(proxies) if proxies else None,
+    )
 
 
 def write_token(token: str, path: str | None) -> str:
@@ -85,3 +96,57 @@ def write_token(token: str, path: str | None) -> str:
     with os.fdopen(fd, "w") as fh:
         fh.write(token + "\n")
     return str(target)
+
+
+@click.group()
+def tokens() -> None:
+    """List and revoke the service's API tokens (the database of DOJANG_DATABASE_URL, or the embedded one)."""
+
+
+def _repo() -> Any:
+    try:
+        from dojang.service.app import create_app
+        from dojang.service.config import Settings
+    except ImportError as err:
+        missing = err.name
+        raise ServiceError(f"the service needs the service extra: pip install 'dojang[service]' ({missing} is missing)") from None
+    settings = Settings.from_env(dev=not os.environ.get("DOJANG_DATABASE_URL"))
+    return create_app(settings).state.services.repo
+
+
+@tokens.command("list")
+@click.option("--tenant", "tenant_name", default=None, help="Only this tenant's tokens.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@friendly_errors
+def list_tokens(tenant_name: str | None, as_json: bool) -> None:
+    """Every token's id, tenant, label and dates (never the token itself)."""
+    import json
+
+    repo = _repo()
+    names = repo.tenant_names()
+    tenant_id = None
+    if tenant_name is not None:
+        tenant_id = next((tid for tid, name in names.items() if name == tenant_name), None)
+        if tenant_id is None:
+            raise ServiceError(f"no tenant named {tenant_name!r}")
+    rows = repo.list_tokens(tenant_id)
+    for row in rows:
+        row["tenant"] = names.get(row["tenant_id"], "?")
+    if as_json:
+        click.echo(json.dumps({"tokens": rows}))
+        return
+    for row in rows:
+        state = f"revoked {row['revoked_at']}" if row["revoked_at"] else "live"
+        click.echo(f"{row['token_id']}  {row['tenant']:20s} {row['label']:14s} created {row['created_at']}  {state}")
+
+
+@tokens.command("revoke")
+@click.argument("token_id")
+@friendly_errors
+def revoke_token(token_id: str) -> None:
+    """Revoke a token by its id (from `dojang tokens list`): it stops working at once."""
+    repo = _repo()
+    owner = next((row["tenant_id"] for row in repo.list_tokens() if row["token_id"] == token_id and not row["revoked_at"]), None)
+    if owner is None or not repo.revoke_token(owner, token_id):
+        raise ServiceError(f"no live token {token_id}")
+    click.echo(f"revoked {token_id}")

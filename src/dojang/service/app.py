@@ -146,7 +146,7 @@ def optional_principal(request: Request, svc: Services = Depends(services)) -> P
         if principal is None:
             raise HTTPException(401, "unknown or revoked token", headers={"WWW-Authenticate": "Bearer"})
     if principal is not None:
-        wait = svc.limiter.take("token:" + principal.token_id, svc.settings.rate_per_minute)
+        wait = svc.limiter.take("tenant:" + principal.tenant_id, svc.settings.rate_per_minute)  # all its tokens share it
     else:
         wait = svc.limiter.take("ip:" + client_of(request), svc.settings.anonymous_rate_per_minute)
     if wait > 0:

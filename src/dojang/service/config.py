@@ -60,6 +60,9 @@ class Settings:
     trust_anchors_pem: str | None = None
     request_timeout_s: float = 60.0
     detect_workers: int = 0  # detections that run at once, in arrival order (0: one per CPU core)
+    max_keys_per_tenant: int = 20  # watermark keys, active and retired: every detection tries them all
+    max_tokens_per_tenant: int = 10  # live (unrevoked) API tokens
+    trusted_proxies: tuple[str, ...] = ()  # addresses whose X-Forwarded-For is believed (none: it is ignored)
     remote_manifest_allow: tuple[str, ...] = ()  # URL prefixes a file's remote manifest may be fetched from (none)
 
     def __repr__(self) -> str:  # never the master key
@@ -107,6 +110,9 @@ class Settings:
             public_tier=env.get("DOJANG_PUBLIC_TIER", "on").lower() not in ("0", "off", "false", "no"),
             trust_anchors_pem=trust,
             remote_manifest_allow=_url_prefixes(env.get("DOJANG_REMOTE_MANIFEST_ALLOW", "")),
+            max_keys_per_tenant=number("DOJANG_MAX_KEYS_PER_TENANT", 20),
+            max_tokens_per_tenant=number("DOJANG_MAX_TOKENS_PER_TENANT", 10),
+            trusted_proxies=tuple(p.strip() for p in env.get("DOJANG_TRUSTED_PROXIES", "").split(",") if p.strip()),
         )
 
 

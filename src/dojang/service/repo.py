@@ -11,7 +11,7 @@ import secrets
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 
@@ -102,6 +102,22 @@ class Repo:
         with self.engine.begin() as conn:
             return self._new_token(conn, tenant_id, label)
 
+    def live_tokens(self, tenant_id: str) -> int:
+        with self.engine.connect() as conn:
+            live = (db.tokens.c.tenant_id == tenant_id) & db.tokens.c.revoked_at.is_(None)
+            return int(conn.execute(select(func.count()).select_from(db.tokens).where(live)).scalar_one())
+
+    def list_tokens(self, tenant_id: str | None = None) -> list[dict[str, Any]]:
+        """Tokens' ids, labels and dates (never their hashes): one tenant's, or every tenant's."""
+        q = select(db.tokens.c.id, db.tokens.c.tenant_id, db.tokens.c.label, db.tokens.c.created_at, db.tokens.c.revoked_at)
+        if tenant_id is not None:
+            q = q.where(db.tokens.c.tenant_id == tenant_id)
+        with self.engine.connect() as conn:
+            rows = conn.execute(q.order_by(db.tokens.c.created_at)).fetchall()
+        return [
+            {"token_id": r[0], "tenant_id": r[1], "label": r[2], "created_at": _iso(r[3]), "revoked_at": _iso(r[4])} for r in rows
+        ]
+
     def revoke_token(self, tenant_id: str, token_id: str) -> bool:
         with self.engine.begin() as conn:
             res = conn.execute(
@@ -158,6 +174,21 @@ class Repo:
         with self.engine.connect() as conn:
             rows = conn.execute(select(db.wm_keys).where(db.wm_keys.c.tenant_id == tenant_id).order_by(db.wm_keys.c.created_at))
             return [KeyInfo(r.key_id, r.tenant_id, r.status, _iso(r.created_at) or "", _iso(r.retired_at)) for r in rows]
+
+    def count_keys(self, tenant_id: str) -> int:
+        with self.engine.connect() as conn:
+            q = select(func.count()).select_from(db.wm_keys).where(db.wm_keys.c.tenant_id == tenant_id)
+            return int(conn.execute(q).scalar_one())
+
+    def delete_key(self, tenant_id: str, key_id: str) -> bool:
+        """Delete a retired key (its sealed secret goes with it); an active key is kept."""
+        with self.engine.begin() as conn:
+            res = conn.execute(
+                delete(db.wm_keys).where(
+                    db.wm_keys.c.key_id == key_id, db.wm_keys.c.tenant_id == tenant_id, db.wm_keys.c.status == "retired"
+                )
+            )
+        return res.rowcount == 1
 
     def retire_key(self, tenant_id: str, key_id: str) -> KeyInfo | None:
         with self.engine.begin() as conn:

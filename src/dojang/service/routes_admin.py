@@ -40,8 +40,31 @@ def create_tenant(
 
 @router.post("/tokens", status_code=201)
 def create_token(svc: Services = Depends(services), principal: Principal = Depends(require_principal)) -> dict[str, Any]:
-    """A new token for the caller's tenant (shown only once)."""
+    """A new token for the caller's tenant (shown only once). A tenant holds at most
+    ``DOJANG_MAX_TOKENS_PER_TENANT`` live tokens; its rate limit is shared by all of them."""
+    cap = svc.settings.max_tokens_per_tenant
+    if svc.repo.live_tokens(principal.tenant_id) >= cap:
+        raise HTTPException(409, f"this tenant already holds {cap} live tokens, the most it may; revoke one first")
     return {"token": svc.repo.create_token(principal.tenant_id, "api")}
+
+
+@router.get("/tokens")
+def list_tokens(svc: Services = Depends(services), principal: Principal = Depends(require_principal)) -> dict[str, Any]:
+    """The caller's tokens: ids, labels, when made and revoked (never the tokens themselves)."""
+    tokens = svc.repo.list_tokens(principal.tenant_id)
+    for t in tokens:
+        t["current"] = t["token_id"] == principal.token_id
+    return {"tokens": tokens}
+
+
+@router.delete("/tokens/{token_id}")
+def revoke_token(
+    token_id: Identifier, svc: Services = Depends(services), principal: Principal = Depends(require_principal)
+) -> dict[str, Any]:
+    """Revoke one of the caller's tokens (the one in use too); it stops working at once."""
+    if not svc.repo.revoke_token(principal.tenant_id, token_id):
+        raise HTTPException(404, "no such live token for this tenant")
+    return {"token_id": token_id, "revoked": True}
 
 
 @router.get("/keys")
@@ -62,11 +85,19 @@ def add_key(
             raise HTTPException(422, str(err)) from None
     else:
         key = generate_key()
+    _room_for_a_key(svc, principal)
     info = svc.repo.add_key(principal.tenant_id, key)
     out = info.to_dict()
     if body.key is None and body.export:
         out["key_file"] = key.to_json()
     return out
+
+
+def _room_for_a_key(svc: Services, principal: Principal) -> None:
+    """Every detection tries every key, so a tenant's keys are capped (retired ones count until deleted)."""
+    cap = svc.settings.max_keys_per_tenant
+    if svc.repo.count_keys(principal.tenant_id) >= cap:
+        raise HTTPException(409, f"this tenant already has {cap} watermark keys, the most it may; delete a retired one first")
 
 
 def _owned(svc: Services, principal: Principal, key_id: str) -> None:
@@ -91,9 +122,22 @@ def rotate_key(
 ) -> dict[str, Any]:
     """Retire ``key_id`` and generate its successor."""
     _owned(svc, principal, key_id)
+    _room_for_a_key(svc, principal)
     retired = svc.repo.retire_key(principal.tenant_id, key_id)
     new = svc.repo.add_key(principal.tenant_id, generate_key())
     return {"retired": retired.to_dict() if retired else None, "new": new.to_dict()}
+
+
+@router.delete("/keys/{key_id}")
+def delete_key(
+    key_id: Identifier, svc: Services = Depends(services), principal: Principal = Depends(require_provider)
+) -> dict[str, Any]:
+    """Delete a retired key: detection stops trying it (content marked with it no longer reads as
+    this provider's). An active key must be retired first."""
+    _owned(svc, principal, key_id)
+    if not svc.repo.delete_key(principal.tenant_id, key_id):
+        raise HTTPException(409, f"key {key_id} is active: retire it before deleting it")
+    return {"key_id": key_id, "deleted": True}
 
 
 @router.put("/signing-key")
