@@ -533,3 +533,26 @@ def test_keys_are_capped_and_retired_ones_deletable(tmp_path) -> None:  # type: 
     assert c.post("/v1/keys", json={}, headers=e.acme).status_code == 201  # room again
     r = c.post("/v1/text/detect", json={"text": "a short text", "key_id": first}, headers=e.acme)
     assert r.status_code == 404  # no longer tried
+
+
+def test_serve_believes_forwarded_addresses_only_from_configured_proxies(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """uvicorn trusts X-Forwarded-For from 127.0.0.1 unless told otherwise, which let any local
+    caller pick its own address on the anonymous tier; `dojang serve` turns that off unless
+    DOJANG_TRUSTED_PROXIES names the proxies. The first admin token goes to a file, not stdout."""
+    import uvicorn
+    from click.testing import CliRunner
+
+    from dojang.cli.main import main
+
+    seen: list[dict] = []
+    monkeypatch.setattr(uvicorn, "run", lambda app, **kw: seen.append(kw))
+    monkeypatch.setenv("DOJANG_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.delenv("DOJANG_DATABASE_URL", raising=False)
+    res = CliRunner().invoke(main, ["serve", "--dev"])
+    assert res.exit_code == 0, res.output
+    assert seen[-1]["proxy_headers"] is False and seen[-1]["forwarded_allow_ips"] is None
+    token = (tmp_path / "data" / "admin-token").read_text().strip()
+    assert token and token not in res.output and "admin-token" in res.output
+    monkeypatch.setenv("DOJANG_TRUSTED_PROXIES", "10.0.0.5, 10.0.0.6")
+    assert CliRunner().invoke(main, ["serve", "--dev"]).exit_code == 0
+    assert seen[-1]["proxy_headers"] is True and seen[-1]["forwarded_allow_ips"] == "10.0.0.5,10.0.0.6"
