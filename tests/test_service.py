@@ -556,3 +556,45 @@ def test_serve_believes_forwarded_addresses_only_from_configured_proxies(tmp_pat
     monkeypatch.setenv("DOJANG_TRUSTED_PROXIES", "10.0.0.5, 10.0.0.6")
     assert CliRunner().invoke(main, ["serve", "--dev"]).exit_code == 0
     assert seen[-1]["proxy_headers"] is True and seen[-1]["forwarded_allow_ips"] == "10.0.0.5,10.0.0.6"
+
+
+def _redis_url() -> str | None:
+    """The local Redis (127.0.0.1:6379) when it answers, on a database of its own for the tests."""
+    try:
+        import redis
+    except ImportError:
+        return None
+    url = "redis://127.0.0.1:6379/7"
+    try:
+        redis.Redis.from_url(url, socket_connect_timeout=0.5).ping()
+    except (redis.exceptions.RedisError, OSError):
+        return None
+    return url
+
+
+def test_replicas_share_rate_limits_through_redis(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """Two service instances on one database (two replicas, or two workers) draw on one budget per
+    tenant when DOJANG_REDIS_URL is set; without Redis each keeps its own (and says so)."""
+    url = _redis_url()
+    if url is None:
+        pytest.skip("Redis is not answering at 127.0.0.1:6379: the shared-limit test could not run")
+    import redis
+
+    redis.Redis.from_url(url).flushdb()
+    from fastapi.testclient import TestClient
+
+    from dojang.service import create_app
+    from dojang.service.app import SharedRateLimiter
+
+    db_url = f"sqlite:///{tmp_path / 's.sqlite3'}"
+    e = build_env(db_url, tmp_path, rate_per_minute=6, redis_url=url)
+    assert isinstance(e.app.state.services.limiter, SharedRateLimiter)
+    replica = TestClient(create_app(e.app.state.services.settings))
+    codes = []
+    for client in (e.client, replica) * 4:
+        codes.append(client.post("/v1/text/detect", json={"text": "a short text"}, headers=e.checker).status_code)
+    assert codes.count(200) == 6 and codes.count(429) == 2, codes
+    # Redis gone mid-flight: each process falls back to its own buckets rather than failing open or closed
+    broken = SharedRateLimiter("redis://127.0.0.1:1/0")
+    assert not broken.ping()
+    assert [broken.take("x", 2) == 0.0 for _ in range(3)] == [True, True, False]

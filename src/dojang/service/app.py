@@ -49,6 +49,70 @@ class RateLimiter:
             return (1.0 - tokens) / rate
 
 
+class SharedRateLimiter:
+    """The same token buckets kept in Redis, so that every worker process and every replica draws
+    on one budget per caller. Each bucket is updated atomically by a Lua script on Redis's own
+    clock. When Redis cannot be reached, the call falls back to this process's buckets (and says
+    so in the log once): a limit that holds per process is better than none."""
+
+    SCRIPT = """
+    local now = redis.call('TIME')
+    local t = tonumber(now[1]) + tonumber(now[2]) / 1e6
+    local rate, cap = tonumber(ARGV[1]), tonumber(ARGV[2])
+    local b = redis.call('HMGET', KEYS[1], 'tokens', 'at')
+    local tokens = tonumber(b[1]) or cap
+    local at = tonumber(b[2]) or t
+    tokens = math.min(cap, tokens + math.max(0, t - at) * rate)
+    local wait = 0
+    if tokens >= 1 then tokens = tokens - 1 else wait = (1 - tokens) / rate end
+    redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'at', tostring(t))
+    redis.call('EXPIRE', KEYS[1], math.ceil(cap / rate) + 2)
+    return tostring(wait)
+    """
+
+    def __init__(self, url: str, *, prefix: str = "dojang:rate:") -> None:
+        import redis
+
+        self._client = redis.Redis.from_url(url, socket_timeout=0.5, socket_connect_timeout=0.5)
+        self._errors = (redis.exceptions.RedisError, OSError)
+        self._script = self._client.register_script(self.SCRIPT)
+        self._prefix = prefix
+        self._local = RateLimiter()
+        self._warned = False
+
+    def ping(self) -> bool:
+        try:
+            return bool(self._client.ping())
+        except self._errors:
+            return False
+
+    def take(self, who: str, per_minute: int) -> float:
+        try:
+            return float(self._script(keys=[self._prefix + who], args=[per_minute / 60.0, per_minute]))
+        except self._errors as err:
+            if not self._warned:
+                log.warning("rate limits fall back to this process: Redis did not answer (%s)", type(err).__name__)
+                self._warned = True
+            return self._local.take(who, per_minute)
+
+
+def make_limiter(settings: Settings) -> RateLimiter | SharedRateLimiter:
+    """Redis-backed limits when DOJANG_REDIS_URL is set and answers; per-process ones otherwise,
+    with a warning (the service still starts)."""
+    if settings.redis_url:
+        try:
+            shared = SharedRateLimiter(settings.redis_url)
+        except ImportError:
+            log.warning("DOJANG_REDIS_URL is set but the redis package is missing: rate limits are per process")
+            return RateLimiter()
+        if shared.ping():
+            return shared
+        log.warning("Redis at DOJANG_REDIS_URL does not answer: rate limits are per process until it does")
+        return shared  # each call tries Redis first and falls back to this process's buckets
+    log.warning("rate limits are per process: set DOJANG_REDIS_URL to share them across workers and replicas")
+    return RateLimiter()
+
+
 class BodyLimit:
     """Count a request body's bytes as they arrive and answer 413 at the limit. The Content-Length
     check in ``limits`` misses chunked uploads, whose JSON bodies were read whole into memory (and
@@ -93,7 +157,7 @@ class Services:
         self.settings = settings
         self.engine = open_database(settings.database_url)
         self.repo = Repo(self.engine, settings.master_key)
-        self.limiter = RateLimiter()
+        self.limiter = make_limiter(settings)
         # Detection is CPU-bound: at most one per core runs at a time, the rest wait their turn in
         # arrival order. Unbounded, 50 clients time-share the cores and the unlucky ones pass the
         # request timeout (504) while the others finish; queued, every request finishes in turn.

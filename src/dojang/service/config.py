@@ -63,6 +63,7 @@ class Settings:
     max_keys_per_tenant: int = 20  # watermark keys, active and retired: every detection tries them all
     max_tokens_per_tenant: int = 10  # live (unrevoked) API tokens
     trusted_proxies: tuple[str, ...] = ()  # addresses whose X-Forwarded-For is believed (none: it is ignored)
+    redis_url: str | None = None  # rate limits shared by every worker and replica (without it: per process)
     remote_manifest_allow: tuple[str, ...] = ()  # URL prefixes a file's remote manifest may be fetched from (none)
 
     def __repr__(self) -> str:  # never the master key
@@ -112,6 +113,7 @@ class Settings:
             remote_manifest_allow=_url_prefixes(env.get("DOJANG_REMOTE_MANIFEST_ALLOW", "")),
             max_keys_per_tenant=number("DOJANG_MAX_KEYS_PER_TENANT", 20),
             max_tokens_per_tenant=number("DOJANG_MAX_TOKENS_PER_TENANT", 10),
+            redis_url=env.get("DOJANG_REDIS_URL") or None,
             trusted_proxies=tuple(p.strip() for p in env.get("DOJANG_TRUSTED_PROXIES", "").split(",") if p.strip()),
         )
 
