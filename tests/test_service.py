@@ -598,3 +598,38 @@ def test_replicas_share_rate_limits_through_redis(tmp_path) -> None:  # type: ig
     broken = SharedRateLimiter("redis://127.0.0.1:1/0")
     assert not broken.ping()
     assert [broken.take("x", 2) == 0.0 for _ in range(3)] == [True, True, False]
+
+
+def test_health_metrics_and_request_ids(tmp_path, caplog) -> None:  # type: ignore[no-untyped-def]
+    """Liveness and readiness, Prometheus metrics for admins (requests by route template, latency,
+    the detection queue, verdicts per modality), a request id on every answer, and one JSON access
+    log line per request that names no key, token or text."""
+    import json
+    import logging
+
+    e = build_env(f"sqlite:///{tmp_path / 's.sqlite3'}", tmp_path)
+    c = e.client
+    assert c.get("/health/live").json() == {"status": "ok"}
+    ready = c.get("/health/ready")
+    assert ready.status_code == 200 and ready.json()["database"] == "ok" and ready.json()["rate_limits"] == "per process"
+    with caplog.at_level(logging.INFO, logger="dojang.service.access"):
+        tagged = {**e.checker, "X-Request-Id": "req-42"}
+        r = c.post("/v1/text/detect", json={"text": "a short human text, nothing marked"}, headers=tagged)
+        assert r.headers["X-Request-Id"] == "req-42"
+        assert c.post(f"/v1/keys/{e.acme_key.key_id}/retire", headers=e.other).status_code == 404
+        bad = c.get("/health/live", headers={"X-Request-Id": "no spaces; allowed?"})
+        assert bad.headers["X-Request-Id"] != "no spaces; allowed?" and len(bad.headers["X-Request-Id"]) == 16
+    lines = [json.loads(rec.getMessage()) for rec in caplog.records if rec.name == "dojang.service.access"]
+    first = next(line for line in lines if line["request_id"] == "req-42")
+    assert first["route"] == "/v1/text/detect" and first["status"] == 200 and first["tenant"] is not None
+    assert any(line["route"] == "/v1/keys/{key_id}/retire" and line["status"] == 404 for line in lines)
+    logged = " ".join(rec.getMessage() for rec in caplog.records)
+    assert e.acme_key.key_id not in logged and "nothing marked" not in logged and e.checker["Authorization"][7:] not in logged
+    assert c.get("/metrics", headers=e.checker).status_code == 403  # admins only
+    metrics = c.get("/metrics", headers=e.admin)
+    assert metrics.status_code == 200
+    text = metrics.text
+    assert 'dojang_requests_total{method="POST",route="/v1/text/detect",status="200"} 1.0' in text
+    assert 'dojang_verdicts_total{modality="text",verdict="inconclusive"} 1.0' in text  # too short to decide
+    assert "dojang_request_seconds_bucket" in text and "dojang_detect_queue 0.0" in text
+    assert e.acme_key.key_id not in text

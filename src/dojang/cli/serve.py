@@ -66,6 +66,16 @@ def serve(host: str, port: int, dev: bool | None, new_admin_token: bool, token_f
         )
     shown = f"[{host}]" if ":" in host else host
     click.echo(f"dojang verification service on http://{shown}:{port}/ (API docs: http://{shown}:{port}/docs)")
+    import logging
+    import sys
+
+    access = logging.getLogger("dojang.service.access")  # one JSON line per request on stderr
+    if not access.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        access.addHandler(handler)
+    access.setLevel(logging.INFO)
+    access.propagate = False
     # X-Forwarded-For is believed only from the proxies named in DOJANG_TRUSTED_PROXIES (uvicorn
     # would otherwise trust it from 127.0.0.1, so any local caller could pick its own address).
     proxies = settings.trusted_proxies

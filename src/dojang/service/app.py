@@ -13,6 +13,7 @@ from typing import Any, TypeVar
 
 from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.responses import JSONResponse, Response
+from sqlalchemy.exc import SQLAlchemyError
 
 from dojang import __version__
 from dojang.errors import ConfigError, DojangError, DojangKeyError, InputError, ProvenanceError
@@ -162,14 +163,24 @@ class Services:
         # arrival order. Unbounded, 50 clients time-share the cores and the unlucky ones pass the
         # request timeout (504) while the others finish; queued, every request finishes in turn.
         self.detect_gate = threading.Semaphore(settings.detect_workers or os.cpu_count() or 1)
+        self.in_detection = 0  # verifications running or waiting for the gate (the metrics' queue depth)
+        from dojang.service.observe import Observability
+
+        self.observe = Observability(lambda: float(self.in_detection))
         self._lock = threading.Lock()
         self._tokenizer: Any = None
         self._model: Any = None
 
     def detect(self, work: Callable[[], T]) -> T:
         """Run one CPU-bound verification under the detection gate (call it from a worker thread)."""
-        with self.detect_gate:
-            return work()
+        with self._lock:
+            self.in_detection += 1
+        try:
+            with self.detect_gate:
+                return work()
+        finally:
+            with self._lock:
+                self.in_detection -= 1
 
     def tokenizer(self) -> Any:
         with self._lock:
@@ -209,6 +220,7 @@ def optional_principal(request: Request, svc: Services = Depends(services)) -> P
         principal = svc.repo.authenticate(token.strip())
         if principal is None:
             raise HTTPException(401, "unknown or revoked token", headers={"WWW-Authenticate": "Bearer"})
+    request.state.principal = principal  # the access log names the tenant (never the token)
     if principal is not None:
         wait = svc.limiter.take("tenant:" + principal.tenant_id, svc.settings.rate_per_minute)  # all its tokens share it
     else:
@@ -264,6 +276,7 @@ def create_app(settings: Settings) -> FastAPI:
             {"name": "verify", "description": "Verdicts on text, images and files."},
             {"name": "keys", "description": "Provider keys, tenants, tokens, audit log."},
             {"name": "c2pa", "description": "C2PA soft-binding resolution (durable content credentials)."},
+            {"name": "operations", "description": "Liveness, readiness and Prometheus metrics."},
         ],
     )
     app.state.services = Services(settings)
@@ -293,9 +306,40 @@ def create_app(settings: Settings) -> FastAPI:
 
         app.add_exception_handler(exc_type, handler)
 
-    @app.get("/health", tags=["verify"])
+    app.middleware("http")(app.state.services.observe.middleware)  # outermost: it sees every answer, 413s and 504s too
+
+    @app.get("/health", tags=["operations"])
     def health() -> dict[str, Any]:
         return {"status": "ok", "version": __version__}
+
+    @app.get("/health/live", tags=["operations"])
+    def live() -> dict[str, Any]:
+        """The process answers (restart it when this fails)."""
+        return {"status": "ok"}
+
+    @app.get("/health/ready", tags=["operations"])
+    def ready() -> JSONResponse:
+        """The database answers (send traffic only when this is 200); says whether rate limits are shared."""
+        svc: Services = app.state.services
+        checks: dict[str, str] = {}
+        try:
+            with svc.engine.connect() as conn:
+                conn.exec_driver_sql("SELECT 1")
+            checks["database"] = "ok"
+        except SQLAlchemyError as err:  # whatever the driver raised, the answer is "not ready"
+            checks["database"] = f"unreachable ({type(err).__name__})"
+        limiter = svc.limiter
+        if isinstance(limiter, SharedRateLimiter):
+            checks["rate_limits"] = "shared (Redis)" if limiter.ping() else "per process (Redis does not answer)"
+        else:
+            checks["rate_limits"] = "per process"
+        ok = checks["database"] == "ok"
+        return JSONResponse({"status": "ready" if ok else "not ready", **checks}, status_code=200 if ok else 503)
+
+    @app.get("/metrics", tags=["operations"], response_class=Response)
+    def metrics(_: Principal = Depends(require_admin)) -> Response:
+        """Prometheus metrics (requests, latencies, queue depth, verdicts per modality): admin tokens only."""
+        return Response(app.state.services.observe.exposition(), media_type="text/plain; version=0.0.4; charset=utf-8")
 
     from dojang.service import page, routes_admin, routes_c2pa, routes_detect
 

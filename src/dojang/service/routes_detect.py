@@ -172,6 +172,7 @@ def text_detect(
     ring, owners = _ring(svc, body.key_id, body.provider)
     tokenizer = svc.tokenizer()
     det = svc.detect(lambda: TextDetector(keys=ring, tokenizer=tokenizer).detect(body.text, prompt=body.prompt))
+    svc.observe.verdict("text", det.verdict.value)
     out = _shape(det, owners, svc.repo.tenant_names(), principal)
     _audit(
         svc,
@@ -203,6 +204,7 @@ async def image_detect(
     data = await _read_upload(file, svc)
     ring, owners = _ring(svc, key_id, provider)
     det = await run_in_threadpool(svc.detect, lambda: ImageDetector(keys=ring).detect_bytes(data, name=file.filename or "upload"))
+    svc.observe.verdict("image", det.verdict.value)
     out = _shape(det, owners, svc.repo.tenant_names(), principal)
     key_seen = det.key_id if out["detail"] == "owner" else None  # which key matched is the owner's to know
     await run_in_threadpool(_audit, svc, principal, request, "image", det.verdict.value, key_seen, data)
@@ -246,6 +248,7 @@ async def verify_file(
             remote_allow=svc.settings.remote_manifest_allow,
         ),
     )
+    svc.observe.verdict(f"verify/{result.kind}", result.state)
     out = result.to_dict()
     key_seen = None
     if result.watermark is not None:
