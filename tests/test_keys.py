@@ -100,3 +100,23 @@ def test_parse_key_rejects_text_that_is_not_unicode() -> None:
 
     with pytest.raises(DojangKeyError, match="not a dojang key file"):
         parse_key("\ud800 broken")
+
+
+def test_weighted_rings_split_the_budget() -> None:
+    """Without weights every key pays log n; with weights each pays -log of its share, and the
+    shares of one group do not move when another group's keys are added."""
+    import math
+
+    from dojang.keys import KeyRing, generate_key
+
+    a, b, c, d = (generate_key() for _ in range(4))
+    plain = KeyRing([a, b, c])
+    assert all(plain.log_correction(k.key_id) == pytest.approx(math.log(3)) for k in plain)
+    two_providers = KeyRing([a, b, c], weights={a.key_id: 0.5, b.key_id: 0.25, c.key_id: 0.25})
+    assert two_providers.log_correction(a.key_id) == pytest.approx(math.log(2))
+    more = KeyRing([a, b, c, d], weights={a.key_id: 0.5, b.key_id: 1 / 6, c.key_id: 1 / 6, d.key_id: 1 / 6})
+    assert more.log_correction(a.key_id) == pytest.approx(math.log(2))  # the other provider's new key costs a nothing
+    with pytest.raises(DojangKeyError, match="positive"):
+        KeyRing([a, b], weights={a.key_id: 1.0})
+    with pytest.raises(DojangKeyError, match="positive"):
+        KeyRing([a, b], weights={a.key_id: 1.0, b.key_id: 0.0})

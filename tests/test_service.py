@@ -125,7 +125,9 @@ def test_text_detection_tiers(env, marked_text) -> None:  # type: ignore[no-unty
     assert n_keys >= 2  # every provider's keys were tried, and the p-value is corrected for them
     only = c.post("/v1/text/detect", json={"text": text, "key_id": env.acme_key.key_id}, headers=env.acme).json()
     assert only["keys_tried"] == 1 and only["p_value"] <= owner["p_value"]
-    assert owner["log10_p_value"] == pytest.approx(only["log10_p_value"] + math.log10(n_keys))  # Bonferroni over the keys
+    mine = len(c.get("/v1/keys", headers=env.acme).json()["keys"])
+    # weighted Bonferroni: each of the 2 providers gets half the budget, split among its own keys
+    assert owner["log10_p_value"] == pytest.approx(only["log10_p_value"] + math.log10(2 * mine))
     human = c.post("/v1/text/detect", json={"text": HUMAN_EN}).json()
     assert human["verdict"] == "not_detected" and human["provider"] is None
     assert c.post("/v1/text/detect", json={"text": "x", "provider": "nobody"}).status_code == 404
@@ -633,3 +635,21 @@ def test_health_metrics_and_request_ids(tmp_path, caplog) -> None:  # type: igno
     assert 'dojang_verdicts_total{modality="text",verdict="inconclusive"} 1.0' in text  # too short to decide
     assert "dojang_request_seconds_bucket" in text and "dojang_detect_queue 0.0" in text
     assert e.acme_key.key_id not in text
+
+
+def test_one_providers_keys_never_change_anothers_p_value(tmp_path, marked_text) -> None:  # type: ignore[no-untyped-def]
+    """Key amplification: a provider that registers many keys dilutes only its own p-values. Each
+    provider gets an equal share of the false-positive budget, split among its own keys."""
+    e = build_env(f"sqlite:///{tmp_path / 's.sqlite3'}", tmp_path, max_keys_per_tenant=50)
+    c = e.client
+    text = marked_text(e.acme_key)
+    before = c.post("/v1/text/detect", json={"text": text}, headers=e.acme).json()
+    for _ in range(15):
+        assert c.post("/v1/keys", json={}, headers=e.other).status_code == 201
+    after = c.post("/v1/text/detect", json={"text": text}, headers=e.acme).json()
+    assert after["verdict"] == "detected" and after["keys_tried"] == before["keys_tried"] + 15
+    assert after["log10_p_value"] == pytest.approx(before["log10_p_value"])  # unchanged by the rival's 15 keys
+    for _ in range(3):
+        assert c.post("/v1/keys", json={}, headers=e.acme).status_code == 201
+    own = c.post("/v1/text/detect", json={"text": text}, headers=e.acme).json()
+    assert own["log10_p_value"] == pytest.approx(before["log10_p_value"] + math.log10(4))  # its own 4 keys share its half

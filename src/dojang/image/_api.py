@@ -355,18 +355,20 @@ class ImageDetector:
                 alpha=self.alpha, keys_tried=keys_tried, reason="the image is uniform: there is no detail to read a mark from",
             )  # fmt: skip
         best_key, best, pattern = None, None, 0.0
+        best_rank: tuple[bool, float, float] | None = None
         for key in self.keys:
             reading = _codec.read_key(prep, key, search=self.search)
-            pattern = min(pattern, reading.log_p_pattern)
+            correction = self.keys.log_correction(key.key_id)  # log n, or the key's weighted share
+            pattern = min(pattern, reading.log_p_pattern + correction)
             # a verified payload first, then the strongest reading; among keys with no verified
             # payload, the one whose keyed pattern reads most clearly (the key a pattern-only verdict names)
-            rank = (reading.verified, -reading.log_p_value, -reading.log_p_pattern)
-            if best is None or rank > (best.verified, -best.log_p_value, -best.log_p_pattern):
-                best_key, best = key, reading
-        assert best is not None and best_key is not None
-        log_p = min(0.0, best.log_p_value + math.log(keys_tried))
+            rank = (reading.verified, -(reading.log_p_value + correction), -(reading.log_p_pattern + correction))
+            if best_rank is None or rank > best_rank:
+                best_key, best, best_rank = key, reading, rank
+        assert best is not None and best_key is not None and best_rank is not None
+        log_p = min(0.0, -best_rank[1])
         detected = best.verified and log_p <= math.log(self.alpha)
-        pattern_seen = min(0.0, pattern + math.log(keys_tried)) <= math.log(self.alpha)
+        pattern_seen = min(0.0, pattern) <= math.log(self.alpha)
         layout = best.layout
         log.debug("best alignment %s, check matches %d/%d", best.alignment.describe(), best.check_matches, best.check_bits)
         if detected:

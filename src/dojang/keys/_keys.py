@@ -3,9 +3,10 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import math
 import os
 import secrets
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -147,11 +148,17 @@ def parse_key(raw: bytes | str, *, source: str = "key") -> Key:
 
 
 class KeyRing(Sequence[Key]):
-    """An ordered set of keys a detector tries in turn; its p-values are corrected for their number."""
+    """An ordered set of keys a detector tries in turn; its p-values are corrected for their number.
 
-    __slots__ = ("_keys",)
+    ``weights`` (key id -> positive number, normalised to sum 1) splits the false-positive budget
+    unevenly: a reading under key ``k`` is multiplied by ``1 / w_k`` instead of the number of keys
+    (a weighted Bonferroni correction, valid for any weights fixed before the content is seen).
+    A service gives each provider an equal share and splits it among that provider's keys, so one
+    provider's keys never change another's p-values. Without weights every key gets ``1 / n``."""
 
-    def __init__(self, keys: Iterable[Key]) -> None:
+    __slots__ = ("_keys", "_weights")
+
+    def __init__(self, keys: Iterable[Key], weights: Mapping[str, float] | None = None) -> None:
         unique: dict[str, Key] = {}
         for key in keys:
             if not isinstance(key, Key):
@@ -160,6 +167,19 @@ class KeyRing(Sequence[Key]):
         if not unique:
             raise DojangKeyError("a key ring needs at least one key")
         self._keys = tuple(unique.values())
+        self._weights: dict[str, float] | None = None
+        if weights is not None:
+            missing = [k for k in unique if k not in weights]
+            if missing or any(not (weights[k] > 0 and math.isfinite(weights[k])) for k in unique):
+                raise DojangKeyError("key ring weights must give every key of the ring a positive, finite weight")
+            total = math.fsum(weights[k] for k in unique)
+            self._weights = {k: weights[k] / total for k in unique}
+
+    def log_correction(self, key_id: str) -> float:
+        """log of the factor a p-value read under ``key_id`` is multiplied by (log n without weights)."""
+        if self._weights is None:
+            return math.log(len(self._keys))
+        return -math.log(self._weights[key_id])
 
     @classmethod
     def coerce(cls, keys: Key | KeyRing | Iterable[Key]) -> KeyRing:

@@ -252,11 +252,10 @@ def whole_document_best(detector: Any, fast: Any, ids: Any, lengths: Any) -> Bes
     totals = np.zeros((len(pairs), nd))
     counts = np.zeros((len(pairs), nd), dtype=np.int64)
     fast.score(np.ascontiguousarray(ids, dtype=np.int64), offsets, configs, totals, counts)
-    log_tests = math.log(detector.tests)
     best_lp = np.zeros(nd)
     best_idx = np.zeros(nd, dtype=np.int64)
-    for j, (_, cfg) in enumerate(pairs):
-        lp = np.minimum(cfg.log_tail(totals[j], counts[j]) + log_tests, 0.0)
+    for j, (key, cfg) in enumerate(pairs):
+        lp = np.minimum(cfg.log_tail(totals[j], counts[j]) + detector.log_tests(key), 0.0)
         better = (lp < best_lp) if j else np.ones(nd, dtype=bool)
         best_lp = np.where(better, lp, best_lp)
         best_idx = np.where(better, j, best_idx)

@@ -220,10 +220,17 @@ class Repo:
         return out
 
     def key_ring(self, **filters: Any) -> tuple[KeyRing | None, dict[str, str]]:
+        """The keys to try, with their owners. Every provider gets an equal share of the
+        false-positive budget, split among its own keys (a weighted Bonferroni correction): a
+        provider that registers many keys dilutes only its own p-values, never another's."""
         pairs = self.keys(**filters)
         if not pairs:
             return None, {}
-        return KeyRing([k for k, _ in pairs]), {k.key_id: t for k, t in pairs}
+        per_tenant: dict[str, int] = {}
+        for _, tenant in pairs:
+            per_tenant[tenant] = per_tenant.get(tenant, 0) + 1
+        weights = {k.key_id: 1.0 / (len(per_tenant) * per_tenant[t]) for k, t in pairs}
+        return KeyRing([k for k, _ in pairs], weights=weights), {k.key_id: t for k, t in pairs}
 
     # -- signing keys (C2PA) ------------------------------------------------------------------------
     def set_signing_key(self, tenant_id: str, chain_pem: str, key_pem: bytes) -> None:

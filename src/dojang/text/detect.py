@@ -89,6 +89,11 @@ class TextDetector:
         """How many (key, configuration) pairs each document is tested under."""
         return len(self.keys) * len(self.configs)
 
+    def log_tests(self, key: Key) -> float:
+        """log of the factor a p-value read under ``key`` (in any configuration) is multiplied by:
+        the configurations tried times the key's share of the ring (``KeyRing`` weights)."""
+        return math.log(len(self.configs)) + self.keys.log_correction(key.key_id)
+
     def __repr__(self) -> str:
         schemes = [c.scheme for c in self.configs]
         return f"TextDetector(key_ids={list(self.keys.key_ids)}, schemes={schemes}, alpha={self.alpha})"
@@ -170,9 +175,9 @@ class TextDetector:
             raise InputError("ids must be a 1-D sequence of token ids")
         if arr.size and arr.min() < 0:
             raise InputError("token ids must be non-negative")
-        log_tests = math.log(self.tests)
         best: tuple[float, Key, SchemeConfig, Any, Any] | None = None
         for key in self.keys:
+            log_tests = self.log_tests(key)
             for cfg in self.configs:
                 scored = score_document(arr, prompt_length, cfg, self._words[(key.key_id, cfg.scheme)])
                 log_p = scored.log_p_whole
@@ -186,7 +191,7 @@ class TextDetector:
         log_p, key, cfg, scored, result = best
         spans: tuple[Span, ...] = ()
         if result is not None and offsets is not None and log_p <= math.log(self.alpha):
-            extra = math.log(2.0) + log_tests
+            extra = math.log(2.0) + self.log_tests(key)
             runs = merge_windows(result.windows, result.window_log_p + extra, math.log(self.alpha))
             mean, std = cfg.null_moments
             trimmed = [(*trim_run(scored.scores, s, e, mean + 0.5 * std), lp) for s, e, lp in runs]
@@ -222,7 +227,6 @@ class TextDetector:
         doc_of = np.repeat(np.arange(len(docs), dtype=np.int64), lengths)
         starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])
         pos_in_doc = np.arange(ids.size, dtype=np.int64) - starts[doc_of]
-        log_tests = math.log(self.tests)
         best_lp = np.zeros(len(docs))
         best_n = np.zeros(len(docs), dtype=np.int64)
         best_stat = np.zeros(len(docs))
@@ -236,7 +240,7 @@ class TextDetector:
             scores = cfg.token_scores(values[keep])
             totals = np.bincount(docs_kept, weights=scores, minlength=len(docs))
             counts = np.bincount(docs_kept, minlength=len(docs)).astype(np.int64)
-            lp = np.minimum(cfg.log_tail(totals.astype(np.float64), counts) + log_tests, 0.0)
+            lp = np.minimum(cfg.log_tail(totals.astype(np.float64), counts) + self.log_tests(key), 0.0)
             better = (lp < best_lp) if j else np.ones(len(docs), dtype=bool)
             best_lp = np.where(better, lp, best_lp)
             best_n = np.where(better, counts, best_n)
