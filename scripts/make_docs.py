@@ -237,12 +237,20 @@ def report_page(name: str, data: dict[str, Any]) -> str:
     return f"# {TITLES[name]}\n\n" + provenance(name, data) + "\n\n" + render(data["report"]) + "\n"
 
 
+def _emoji_note(note: str) -> str:
+    """The measured part of the workbench's note: emoji per word, and TPR before removal."""
+    import re
+
+    found = re.search(r"(\d+\.\d+ emoji per word); (TPR before removal [^;]*)$", note)
+    return f"{found.group(1)}, {found.group(2)}" if found else ""
+
+
 def workbench_emoji(name: str, data: dict[str, Any]) -> str:
     """The emoji suite (``benchmarks/suites/emoji.toml``) run once per scheme: one results.json each,
     gathered in this file as ``runs``."""
     rows = []
     for run in data["runs"]:
-        by = {a["name"]: a for a in run["attacks"]}
+        by = {a["name"].split(" (")[0]: a for a in run["attacks"]}  # "emoji (generate with emoji, then remove)"
         for attack in ("none", "emoji", "emoji-forced"):
             a = by.get(attack)
             if a is None:
@@ -255,7 +263,7 @@ def workbench_emoji(name: str, data: dict[str, Any]) -> str:
                     f"{f2(tpr.get('0.01'))} / {f2(tpr.get('0.001'))}",
                     f2(a["auc"]) if a.get("auc") is not None else "",
                     f1(a["mean_size"]) if a.get("mean_size") is not None else "",
-                    a.get("note") or "",
+                    _emoji_note(a.get("note") or ""),
                 ]
             )
     first = data["runs"][0]
@@ -268,7 +276,7 @@ def workbench_emoji(name: str, data: dict[str, Any]) -> str:
         " emoji after every word and deletes them; `emoji-forced` forces one after every word while generating (what"
         " a model that complies would write), then deletes them. Both are expected failures"
         " ([bench.md](../bench.md)).\n\n"
-        + md_table(["scheme", "attack", "TPR p <= 1e-2 / 1e-3", "AUC", "tokens scored", "note"], rows)
+        + md_table(["scheme", "attack", "TPR p <= 1e-2 / 1e-3", "AUC", "tokens scored", "measured"], rows)
         + "\n"
     )
 
