@@ -130,8 +130,9 @@ POOL_PREFIX = "dojang-edge"
 
 @lru_cache(maxsize=1)
 def edge_pool() -> concurrent.futures.ThreadPoolExecutor:
-    """The image code's threads: the edge residual's rows, and the embedder's re-encodings (no job
-    on it waits on another, so it cannot deadlock)."""
+    """The image code's threads: the edge residual's rows, the coherent search's scale rows, the
+    search candidates' refinements and the embedder's re-encodings. No job on it waits on another
+    (code that would submit from one of these threads runs inline instead), so it cannot deadlock."""
     return concurrent.futures.ThreadPoolExecutor(max_workers=EDGE_THREADS, thread_name_prefix=POOL_PREFIX)
 
 
@@ -470,8 +471,8 @@ def coherent_candidates(
     The grid (0.7 % by 0.4 degrees in the 256-unit frame) is coarse for the highest harmonics:
     half a step off costs a true lattice much of its peak, so a crop's odd scale can rank below
     chance peaks. The best
-    ``refined`` grid points (``_REFINED``) are therefore refined (the best of their 3 x 3 neighbours at half,
-    then quarter steps) before the candidates are ranked and separated."""
+    ``refined`` grid points (``_REFINED`` by default) are therefore refined (the best of their
+    3 x 3 neighbours at half, then quarter steps) before the candidates are ranked and separated."""
     weight = np.conj(template_band).astype(np.complex64)  # F conj(T): the correlation mirrored, same peak height
     scores = np.empty((len(grid.scales), len(grid.angles)))
     rotated = _rotated_harmonics(grid.angles) if _SPLAT is None else None  # numpy's, reused over the scales
