@@ -61,6 +61,15 @@ def test_korean_answer_survives_nfd(real) -> None:
 def test_demo_command_runs(real) -> None:
     from dojang.cli import main
 
-    result = CliRunner().invoke(main, ["demo", "--max-new-tokens", "60", "--seed", "1"])
+    """``dojang demo --json``: a marked and an unmarked answer, a marked picture after a JPEG
+    round trip and a crop, the unmarked picture, a stamped picture and its stripped copy, each
+    with the verdict it should give (the command exits 1 otherwise)."""
+    import json
+
+    result = CliRunner().invoke(main, ["demo", "--json", "--seed", "1"])
     assert result.exit_code == 0, result.output
-    assert "watermarked answer" in result.output and "not watermarked answer" in result.output
+    out = json.loads(result.stdout)
+    verdicts = [(s["capability"], s["case"], s["verdict"]) for s in out["steps"]]
+    assert out["as_expected"] and [v[2] for v in verdicts] == [
+        "detected", "not_detected", "detected", "not_detected", "trusted", "recovered"
+    ], verdicts  # fmt: skip

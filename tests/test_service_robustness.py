@@ -225,7 +225,7 @@ def test_restart_keeps_tenants_keys_and_manifests(database, tmp_path, tiny_model
             m = c2.get(f"/manifests/{cid}", headers=second)
             assert m.status_code == 200 and len(m.content) > 100
             shared = tamper.reencode(stamped, "JPEG", quality=85)  # stripped by a platform: recovered from the store
-            rec = c2.post("/v1/verify", files={"file": ("s.jpg", shared, "image/jpeg")}, headers=env.checker).json()
+            rec = c2.post("/v1/verify", files={"file": ("s.jpg", shared, "image/jpeg")}, headers=env.acme).json()
             assert rec["state"] == "recovered" and rec["recovered_from"]["content_id"] == cid
             # stamping works again after the restart (the signing key was kept, sealed)
             again = c2.post(

@@ -359,10 +359,16 @@ class ImageDetector:
         for key in self.keys:
             reading = _codec.read_key(prep, key, search=self.search)
             correction = self.keys.log_correction(key.key_id)  # log n, or the key's weighted share
-            pattern = min(pattern, reading.log_p_pattern + correction)
+            pattern = min(pattern, reading.log_p_pattern + correction)  # capped at 0 below
             # a verified payload first, then the strongest reading; among keys with no verified
             # payload, the one whose keyed pattern reads most clearly (the key a pattern-only verdict names)
-            rank = (reading.verified, -(reading.log_p_value + correction), -(reading.log_p_pattern + correction))
+            # (corrected p-values are capped at 1, so keys whose reading found nothing stay tied
+            # whatever their weights, and the pattern decides between them)
+            rank = (
+                reading.verified,
+                -min(0.0, reading.log_p_value + correction),
+                -min(0.0, reading.log_p_pattern + correction),
+            )
             if best_rank is None or rank > best_rank:
                 best_key, best, best_rank = key, reading, rank
         assert best is not None and best_key is not None and best_rank is not None

@@ -231,8 +231,13 @@ async def verify_file(
     if named is not None and named not in ("PNG", "JPEG", "WEBP"):
         raise HTTPException(415, f"{named} files are not supported: PNG, JPEG or WebP images, or UTF-8 text")
     is_text = named is None
-    if is_text and len(data.decode("utf-8", "replace")) > svc.settings.max_text_chars:
-        raise HTTPException(413, f"text longer than {svc.settings.max_text_chars} characters")
+    if is_text:
+        try:
+            chars = len(data.decode("utf-8"))
+        except UnicodeDecodeError:
+            raise HTTPException(422, f"{file.filename or 'upload'}: neither a PNG, JPEG or WebP image nor UTF-8 text") from None
+        if chars > svc.settings.max_text_chars:
+            raise HTTPException(413, f"text longer than {svc.settings.max_text_chars} characters")
     ring, owners = svc.repo.key_ring() if key_id is None and provider is None else _ring(svc, key_id, provider)
     tokenizer = svc.tokenizer() if is_text and ring is not None else None
     store = DBManifestStore(svc.engine)
