@@ -361,6 +361,24 @@ def headline() -> str:
                 "[adversary](docs/benchmarks/image-adversary-512.md)",
             ]
         )
+    if (BENCH / "provenance-bench.json").exists():
+        tables = [b for b in load("provenance-bench.json")["report"] if "headers" in b]
+        edits = next(t for t in tables if t["headers"][0].startswith("edit after stamping"))
+        got = [tuple(int(x) for x in str(row[1]).split("/")) for row in edits["rows"]]
+        rows.append(
+            [
+                "provenance: stamped images stripped and edited (JPEG, WebP, resize, crop, screenshot), credentials recovered",
+                f"{sum(a for a, _ in got)} of {sum(b for _, b in got)}",
+                "[provenance](docs/benchmarks/provenance-bench.md)",
+            ]
+        )
+    if (BENCH / "scan-bench.json").exists():
+        table = next(b for b in load("scan-bench.json")["report"] if "headers" in b)
+        steady = next(r for r in table["rows"] if str(r[0]).startswith("local engine") and "all schemes, steady" in str(r[0]))
+        rows.append(
+            ["scan: 200-token documents per second per core, every scheme, local engine", str(steady[3]),
+             "[scan](docs/benchmarks/scan-bench.md)"]
+        )  # fmt: skip
     if (BENCH / "image-geometry.json").exists():
         g = load("image-geometry.json")
         by = {r["transform"]: r for r in g["rows"] if "error" not in r}
