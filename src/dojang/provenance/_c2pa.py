@@ -414,9 +414,16 @@ _REMOTE = re.compile(r"must fetch remote manifests from url (\S+)")
 
 def unreadable_view(failures: tuple[str, ...], explanations: tuple[str, ...]) -> ManifestView:
     """An ``invalid`` view for a manifest too damaged to read: nothing in it is attributed to anyone."""
+    return _unattributed("invalid", failures, explanations)
+
+
+def _unattributed(
+    state: str, failures: tuple[str, ...], explanations: tuple[str, ...], *, remote_url: str | None = None
+) -> ManifestView:
+    """A view with no signer, no actions and no bindings: a manifest that was not read."""
     return ManifestView(
         label="",
-        state="invalid",
+        state=state,
         failures=failures,
         trusted_signer=False,
         explanations=explanations,
@@ -427,26 +434,13 @@ def unreadable_view(failures: tuple[str, ...], explanations: tuple[str, ...]) ->
         actions=(),
         soft_bindings=(),
         generator=None,
+        remote_url=remote_url,
     )
 
 
 def remote_view(url: str) -> ManifestView:
     """A file whose manifest lives at ``url``, which was not fetched: nothing is attributed."""
-    return ManifestView(
-        label="",
-        state="remote",
-        failures=(REMOTE_NOT_FETCHED,),
-        trusted_signer=False,
-        explanations=(f"the manifest lives at {url}; not fetched",),
-        signer=None,
-        issuer=None,
-        timestamped_at=None,
-        claimed_at=None,
-        actions=(),
-        soft_bindings=(),
-        generator=None,
-        remote_url=url,
-    )
+    return _unattributed("remote", (REMOTE_NOT_FETCHED,), (f"the manifest lives at {url}; not fetched",), remote_url=url)
 
 
 def remote_allowed(url: str, allow: Sequence[str]) -> bool:

@@ -102,6 +102,25 @@ def _no_credential(
     )
 
 
+def _recovered_answer(recovered: ManifestView, watermark: Detection | None, recovered_from: dict[str, Any]) -> Verification:
+    """An image without a manifest of its own whose watermark recovered one from the store."""
+    return Verification(
+        state="recovered",
+        ai_generated=recovered.ai_generated,
+        signer=_signer(recovered),
+        signed_at=recovered.timestamped_at or recovered.claimed_at,
+        actions=list(recovered.actions),
+        watermark=watermark,
+        recovered_from=recovered_from,
+        validation_codes=list(recovered.failures),
+        reason=f"no manifest in the file; the watermark's content id {recovered_from['content_id']} recovered the manifest "
+        f"signed by {recovered.signer} from the store (only its binding to the original bytes fails:"
+        " the file was re-encoded)",
+        kind="image",
+        recovered=recovered,
+    )
+
+
 def _remote_answer(
     remote: ManifestView, watermark: Detection | None, recovered: ManifestView | None, recovered_from: dict[str, Any] | None
 ) -> Verification:
@@ -110,19 +129,11 @@ def _remote_answer(
     url = remote.remote_url
     note = f"the manifest lives at {url}; not fetched (remote manifests are fetched only from an allowed URL prefix)"
     if recovered is not None and recovered_from is not None:
-        return Verification(
-            state="recovered",
-            ai_generated=recovered.ai_generated,
-            signer=_signer(recovered),
-            signed_at=recovered.timestamped_at or recovered.claimed_at,
-            actions=list(recovered.actions),
-            watermark=watermark,
-            recovered_from=recovered_from,
+        return replace(
+            _recovered_answer(recovered, watermark, recovered_from),
             validation_codes=[*recovered.failures, *remote.failures],
             reason=f"{note}; the watermark's content id {recovered_from['content_id']} recovered a manifest signed by "
             f"{recovered.signer} from the store",
-            kind="image",
-            recovered=recovered,
             remote_manifest=url,
         )
     marked = watermark is not None and watermark.verdict is Verdict.DETECTED
@@ -238,21 +249,7 @@ def _verify_image(
             extra = "; the watermark points to a different stored manifest (both shown)"
         return _embedded_answer(embedded, watermark, recovered_from, kind="image", extra=extra + unread, recovered=recovered)
     if recovered is not None and recovered_from is not None:
-        return Verification(
-            state="recovered",
-            ai_generated=recovered.ai_generated,
-            signer=_signer(recovered),
-            signed_at=recovered.timestamped_at or recovered.claimed_at,
-            actions=list(recovered.actions),
-            watermark=watermark,
-            recovered_from=recovered_from,
-            validation_codes=list(recovered.failures),
-            reason=f"no manifest in the file; the watermark's content id {recovered_from['content_id']} recovered the manifest "
-            f"signed by {recovered.signer} from the store (only its binding to the original bytes fails:"
-            " the file was re-encoded)",
-            kind="image",
-            recovered=recovered,
-        )
+        return _recovered_answer(recovered, watermark, recovered_from)
     if marked:
         reason = f"no C2PA manifest, but a dojang watermark under key {watermark.key_id} (p = {watermark.p_value:.2g})"  # type: ignore[union-attr]
         reason += f"; {why_not}" if why_not else ""
