@@ -355,13 +355,20 @@ def test_certificate_that_expires_after_signing_makes_it_invalid_without_a_times
     assert "signingCredential.expired" in v.reason
 
 
-@pytest.mark.parametrize(("label", "said"), [(b"c2pa.claim", "too damaged to read"), (b"c2pa.signature", "signature is missing")])
-def test_damaged_manifest_is_invalid_not_an_exception(env, stamped, label, said) -> None:  # type: ignore[no-untyped-def]
+@pytest.mark.parametrize(
+    ("label", "code", "said"),
+    [
+        (b"c2pa.claim", "manifest.unreadable.jumbf", "its JUMBF boxes cannot be parsed"),
+        (b"c2pa.signature", "claimSignature.missing", "signature is missing"),
+    ],
+)
+def test_damaged_manifest_is_invalid_not_an_exception(env, stamped, label, code, said) -> None:  # type: ignore[no-untyped-def]
     path, _ = stamped["JPEG"]
     data = path.read_bytes()
     at = data.find(label)
     assert at > 0
-    _assert_invalid(verify_bytes(data[:at] + bytes(len(label)) + data[at + len(label) :], trust_pem=env["trust"]), said=said)
+    v = verify_bytes(data[:at] + bytes(len(label)) + data[at + len(label) :], trust_pem=env["trust"])
+    _assert_invalid(v, code, said=said)
 
 
 # -- durable credentials ----------------------------------------------------------------------------

@@ -101,7 +101,8 @@ def test_stamp_then_verify_json_contract(setup) -> None:  # type: ignore[no-unty
     assert out.exit_code == 0, out.output
     data = json.loads(out.stdout)
     assert set(data) >= VERIFY_KEYS
-    assert set(data) == VERIFY_KEYS | {"reason", "kind", "remote_manifest"}  # the contract, the words, the kind, a remote URL
+    # the contract, the words, the kind, a remote URL, every status c2pa-rs reported, the identity assertions
+    assert set(data) == VERIFY_KEYS | {"reason", "kind", "remote_manifest", "validation_statuses", "identity_assertions"}
     assert data["state"] == "trusted" and data["ai_generated"] is True
     assert data["watermark"]["payload"] == stamped["content_id"]
     secret = (setup / "certs/signing-key.pem").read_text().splitlines()[1]

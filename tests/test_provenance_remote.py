@@ -141,3 +141,22 @@ def test_the_service_setting_is_checked(monkeypatch: pytest.MonkeyPatch) -> None
         Settings.from_env()
     monkeypatch.delenv("DOJANG_REMOTE_MANIFEST_ALLOW")
     assert Settings.from_env().remote_manifest_allow == ()
+
+
+def test_a_remote_manifest_that_cannot_be_fetched_is_named(server: Server, tmp_path: Path) -> None:
+    chain = init_dev_chain(tmp_path / "certs")
+    signer = ManifestSigner.from_files(str(chain.chain), str(chain.signing_key))
+    buf = io.BytesIO()
+    Image.new("RGB", (64, 64), (40, 90, 160)).save(buf, "JPEG")
+    manifest = ai_image_manifest(title="gone", generator="test", payload=bytes(8), when="2026-12-07T00:00:00Z", key_id="dk-x")
+    builder = c2pa.Builder(manifest, _context())
+    builder.set_no_embed()
+    url = server.url + "/manifests/missing.c2pa"  # the server answers 404
+    builder.set_remote_url(url)
+    out = io.BytesIO()
+    builder.sign(signer.native(), "image/jpeg", io.BytesIO(buf.getvalue()), out)
+    server.hits.clear()
+    result = verify_bytes(out.getvalue(), remote_allow=[server.url + "/manifests/"])
+    assert server.hits == ["/manifests/missing.c2pa"]
+    assert result.state == "invalid" and result.validation_codes == ["manifest.unreadable.remote"], result.to_dict()
+    assert "the remote manifest could not be fetched or read" in result.reason and url in result.reason

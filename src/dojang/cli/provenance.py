@@ -18,6 +18,13 @@ STATE_WORDS = {
     "no_credential": "NO CREDENTIAL: no Content Credentials and nothing recovered",
     "remote": "REMOTE: the file's Content Credentials live at a URL that was not fetched",
 }
+# "valid" with a trusted signer: c2pa-rs withheld "trusted" for something beside the signer.
+VALID_TRUSTED_IDENTITY = (
+    "VALID: intact Content Credentials from a signer you trust, but an identity assertion in them is not trusted"
+)
+VALID_TRUSTED_OTHER = (
+    "VALID: intact Content Credentials from a signer you trust, but not marked trusted (see the validation codes)"
+)
 
 
 @click.group()
@@ -181,13 +188,19 @@ def verify(
         return
     colours = {"trusted": "green", "valid": "yellow", "invalid": "red", "recovered": "cyan", "remote": "yellow"}
     colour = colours.get(result.state)
-    click.secho(STATE_WORDS[result.state], fg=colour, bold=True)
+    headline = STATE_WORDS[result.state]
+    if result.state == "valid" and result.signer is not None and result.signer["trusted"]:
+        unconfirmed = any(i.state != "trusted" for i in result.identity_assertions)
+        headline = VALID_TRUSTED_IDENTITY if unconfirmed else VALID_TRUSTED_OTHER
+    click.secho(headline, fg=colour, bold=True)
     click.echo(f"  {result.reason}")
     if result.signer:
         click.echo(
             f"  signer: {result.signer['name']} (issuer {result.signer['issuer']})"
             + ("" if result.signer["trusted"] else ", untrusted")
         )
+    for identity in result.identity_assertions:
+        click.echo(f"  identity assertion {identity.label}: {identity.signer or '?'} ({identity.state})")
     if result.signed_at:
         click.echo(f"  signed: {result.signed_at}")
     if result.ai_generated is not None:

@@ -23,6 +23,7 @@ from dojang.provenance._c2pa import (
 from dojang.provenance._certs import ChainProblem, DevChain, check_chain, init_dev_chain, load_chain
 from dojang.provenance._fingerprint import IMAGE_MATCH_BITS, hamming, image_fingerprint, text_fingerprint, text_similarity
 from dojang.provenance._stamp import Stamped, record_text, stamp, stamp_bytes
+from dojang.provenance._status import IdentityAssertion, ValidationStatus
 from dojang.provenance._store import ManifestRecord, ManifestStore, SQLiteStore, TextRecord, default_store_path, open_store
 from dojang.provenance._textmanifest import SignedText, read_text_manifest, sign_text
 from dojang.provenance._verify import STATES, Verification, text_sha256, verify, verify_bytes
@@ -34,6 +35,7 @@ __all__ = [
     "TEXT_SOFT_BINDING_ALG",
     "ChainProblem",
     "DevChain",
+    "IdentityAssertion",
     "ManifestRecord",
     "ManifestSigner",
     "ManifestStore",
@@ -42,6 +44,7 @@ __all__ = [
     "SignedText",
     "Stamped",
     "TextRecord",
+    "ValidationStatus",
     "Verification",
     "ai_image_manifest",
     "ai_text_manifest",

@@ -23,6 +23,14 @@ from typing import Any
 from dojang import __version__
 from dojang.errors import ProvenanceError
 from dojang.provenance._certs import check_chain, load_chain, load_private_key, sign_with_key, signing_algorithm
+from dojang.provenance._status import (
+    IdentityAssertion,
+    ValidationStatus,
+    holds_manifest_store,
+    identity_assertions,
+    parse_statuses,
+    unreadable_cause,
+)
 
 __all__ = [
     "AI_SOURCE_TYPES",
@@ -84,9 +92,10 @@ def _lib() -> Any:
 class ManifestSigner:
     """Signs manifests with a certificate chain and either a local key file or a callback.
 
-    With a callback (``data -> signature``: raw r||s for ECDSA, as COSE wants) the private key
-    never enters dojang: that is how an HSM or a cloud KMS signs. ``tsa_url`` adds an RFC 3161
-    timestamp, which also fixes the signing time that validators check the certificate against."""
+    With a callback (``data -> signature``: raw r||s for ECDSA, as COSE wants; c2pa-rs converts a
+    DER-encoded one to that form) the private key never enters dojang: that is how an HSM or a
+    cloud KMS signs. ``tsa_url`` adds an RFC 3161 timestamp, which also fixes the signing time that
+    validators check the certificate against."""
 
     def __init__(
         self,
@@ -321,6 +330,8 @@ class ManifestView:
     generator: str | None
     raw: dict[str, Any] = field(repr=False, compare=False, default_factory=dict)
     remote_url: str | None = None  # state "remote": the URL the file names for its manifest, not fetched
+    statuses: tuple[ValidationStatus, ...] = ()  # everything c2pa-rs reported: successes and notes too
+    identities: tuple[IdentityAssertion, ...] = ()  # CAWG identity assertions, each with its credential's state
 
     @property
     def ai_generated(self) -> bool:
@@ -349,7 +360,16 @@ class ManifestView:
             "ai_generated": self.ai_generated,
             "actions": list(self.actions),
             "validation_codes": list(self.failures),
+            "validation_statuses": [s.to_dict() for s in self.statuses],
+            "identity_assertions": [i.to_dict() for i in self.identities],
         }
+
+    def explanation(self, code: str) -> str:
+        """c2pa-rs's explanation of the first failure with ``code`` ("" when it gave none)."""
+        for s in self.statuses:
+            if s.code == code and s.kind == "failure":
+                return s.explanation or ""
+        return ""
 
 
 def _decode_binding(value: Any) -> bytes | None:
@@ -391,6 +411,7 @@ def _view(reader: Any) -> ManifestView:
                 bindings.append((data.get("alg", ""), _decode_binding(block.get("value"))))
     created = [a for a in actions if a["action"] == "c2pa.created"]
     sig = manifest.get("signature_info", {})
+    statuses = parse_statuses(results)
     return ManifestView(
         label=manifest.get("label", ""),
         state=native_state if native_state in ("trusted", "valid") else "invalid",
@@ -405,6 +426,8 @@ def _view(reader: Any) -> ManifestView:
         soft_bindings=tuple(bindings),
         generator=created[0].get("softwareAgent") if created else None,
         raw=manifest,
+        statuses=statuses,
+        identities=identity_assertions(manifest, statuses),
     )
 
 
@@ -413,7 +436,8 @@ _REMOTE = re.compile(r"must fetch remote manifests from url (\S+)")
 
 
 def unreadable_view(failures: tuple[str, ...], explanations: tuple[str, ...]) -> ManifestView:
-    """An ``invalid`` view for a manifest too damaged to read: nothing in it is attributed to anyone."""
+    """An ``invalid`` view for a manifest too damaged to read: nothing in it is attributed to anyone.
+    ``explanations`` go with ``failures``, one for one."""
     return _unattributed("invalid", failures, explanations)
 
 
@@ -421,6 +445,7 @@ def _unattributed(
     state: str, failures: tuple[str, ...], explanations: tuple[str, ...], *, remote_url: str | None = None
 ) -> ManifestView:
     """A view with no signer, no actions and no bindings: a manifest that was not read."""
+    statuses = tuple(ValidationStatus(c, "failure", None, e or None) for c, e in zip(failures, explanations, strict=False))
     return ManifestView(
         label="",
         state=state,
@@ -435,6 +460,7 @@ def _unattributed(
         soft_bindings=(),
         generator=None,
         remote_url=remote_url,
+        statuses=statuses,
     )
 
 
@@ -465,8 +491,11 @@ def read_manifest(
 ) -> ManifestView | None:
     """Validate the manifest embedded in ``data`` (or the detached ``manifest_data`` against it).
 
-    Returns None when there is no manifest. A manifest too damaged to parse comes back as an
-    ``invalid`` view whose failure names the library's error. A file that names a remote
+    Returns None when there is no manifest. A manifest that cannot be read at all comes back as an
+    ``invalid`` view whose failure code names the cause (``manifest.unreadable.truncated``,
+    ``.asset``, ``.format``, ``.jumbf``, ``.claim``, ``.multipleStores``, ``.io``, ``.remote``,
+    ``.other``) and whose explanation is c2pa-rs's message. A file that c2pa-rs cannot parse and
+    that holds no manifest store is a file without a manifest (None). A file that names a remote
     manifest comes back as a ``remote`` view with its URL, unless the URL starts with one of
     ``remote_allow``: only then is it fetched (by c2pa-rs) and validated."""
     c2pa = _lib()
@@ -475,8 +504,7 @@ def read_manifest(
     except c2pa.C2paError as err:
         remote = _REMOTE.search(str(err))
         if remote is None:
-            log.info("manifest could not be read: %s", err)
-            return unreadable_view(("manifest.unreadable",), (str(err),))
+            return _unreadable(str(err), data if manifest_data is None else None)
         url = remote.group(1)
         if not remote_allowed(url, remote_allow):
             return remote_view(url)
@@ -484,8 +512,22 @@ def read_manifest(
             fetching = _context(trust_pem=trust_pem, remote_fetch=True)
             reader = c2pa.Reader.try_create(mime, io.BytesIO(data), manifest_data, fetching)
         except c2pa.C2paError as fetched:
-            return unreadable_view(("manifest.unreadable",), (f"the remote manifest at {url}: {fetched}",))
+            code, text = unreadable_cause(str(fetched), None)
+            if code == "manifest.unreadable.other":
+                code = "manifest.unreadable.remote"
+            return unreadable_view((code,), (f"the remote manifest at {url}: {text}",))
     if reader is None:
         return None
     with reader:
         return _view(reader)
+
+
+def _unreadable(error: str, data: bytes | None) -> ManifestView | None:
+    """The view for a manifest that c2pa-rs could not read, by cause; None when c2pa-rs could not
+    parse the file and the file holds no manifest store (a broken file without a manifest)."""
+    code, text = unreadable_cause(error, data)
+    log.info("manifest could not be read (%s): %s", code, text)
+    container = code in ("manifest.unreadable.truncated", "manifest.unreadable.asset", "manifest.unreadable.format")
+    if container and data is not None and not holds_manifest_store(data):
+        return None
+    return unreadable_view((code,), (text,))

@@ -138,5 +138,5 @@ def read_text_manifest(text: str, *, trust_pem: str | None = None) -> tuple[Mani
     signed_text = unicodedata.normalize("NFC", before + after)
     view = read_manifest(signed_text.encode("utf-8"), "text/plain", trust_pem=trust_pem, manifest_data=manifest)
     if view is None:  # pragma: no cover - a detached manifest is always read or reported unreadable
-        view = unreadable_view(("manifest.unreadable",), ("the wrapped manifest could not be read",))
+        view = unreadable_view(("manifest.unreadable.other",), ("the wrapped manifest could not be read",))
     return view, visible

@@ -24,6 +24,7 @@ from dojang.errors import InputError
 from dojang.keys import Key, KeyRing
 from dojang.provenance._c2pa import MIME, ManifestView, read_manifest
 from dojang.provenance._fingerprint import IMAGE_MATCH_BITS, hamming, image_fingerprint, text_fingerprint, text_similarity
+from dojang.provenance._status import IdentityAssertion, ValidationStatus
 from dojang.provenance._store import ManifestStore, TextRecord
 from dojang.stats import Detection, Verdict
 
@@ -53,6 +54,8 @@ class Verification:
     embedded: ManifestView | None = field(default=None, repr=False)
     recovered: ManifestView | None = field(default=None, repr=False)
     remote_manifest: str | None = None  # the URL a file names for its manifest, when it was not fetched
+    validation_statuses: list[ValidationStatus] = field(default_factory=list)  # all of c2pa-rs's, notes and successes too
+    identity_assertions: list[IdentityAssertion] = field(default_factory=list)  # CAWG identity assertions of the manifest
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -67,6 +70,8 @@ class Verification:
             "reason": self.reason,
             "kind": self.kind,
             "remote_manifest": self.remote_manifest,
+            "validation_statuses": [s.to_dict() for s in self.validation_statuses],
+            "identity_assertions": [i.to_dict() for i in self.identity_assertions],
         }
         if self.embedded is not None and self.recovered is not None and self.embedded.label != self.recovered.label:
             out["embedded_manifest"] = self.embedded.summary()
@@ -118,6 +123,8 @@ def _recovered_answer(recovered: ManifestView, watermark: Detection | None, reco
         " the file was re-encoded)",
         kind="image",
         recovered=recovered,
+        validation_statuses=list(recovered.statuses),
+        identity_assertions=list(recovered.identities),
     )
 
 
@@ -132,6 +139,7 @@ def _remote_answer(
         return replace(
             _recovered_answer(recovered, watermark, recovered_from),
             validation_codes=[*recovered.failures, *remote.failures],
+            validation_statuses=[*recovered.statuses, *remote.statuses],
             reason=f"{note}; the watermark's content id {recovered_from['content_id']} recovered a manifest signed by "
             f"{recovered.signer} from the store",
             remote_manifest=url,
@@ -152,6 +160,7 @@ def _remote_answer(
         kind="image",
         embedded=remote,
         remote_manifest=url,
+        validation_statuses=list(remote.statuses),
     )
 
 
@@ -281,7 +290,19 @@ FAILURE_WORDS = {
     "signingCredential.revoked": "the signing certificate was revoked",
     "signingCredential.invalid": "the signing certificate does not meet the C2PA certificate profile "
     "(`dojang certs check` explains why)",
+    "cawg.x509.credential.untrusted": "the CAWG identity assertion's credential is not trusted",
     "manifest.unreadable": "the manifest is too damaged to read",
+    "manifest.unreadable.truncated": "the file is cut short (truncated): it ends inside its own structure, so its "
+    "manifest cannot be read",
+    "manifest.unreadable.asset": "the file is not a well-formed image of its type: its structure cannot be parsed, so "
+    "its manifest cannot be read",
+    "manifest.unreadable.format": "the file's format is not one that C2PA manifests can be read from",
+    "manifest.unreadable.jumbf": "the manifest store is corrupt: its JUMBF boxes cannot be parsed",
+    "manifest.unreadable.claim": "the manifest store was found, but its claim cannot be parsed",
+    "manifest.unreadable.multipleStores": "the file carries more than one C2PA manifest store",
+    "manifest.unreadable.io": "the file could not be read (an I/O error)",
+    "manifest.unreadable.remote": "the remote manifest could not be fetched or read",
+    "manifest.unreadable.other": "the manifest could not be read",
     "manifest.text.corruptedWrapper": "the text's invisible C2PA wrapper is damaged or incomplete (an editor or a "
     "copy-paste cut or changed part of it)",
     "manifest.text.multipleWrappers": "the text carries more than one C2PA wrapper (signed texts pasted together)",
@@ -290,17 +311,66 @@ FAILURE_WORDS = {
 TEXT_FAILURE_WORDS = {
     "assertion.dataHash.mismatch": "the text changed after signing, or the manifest was moved from another text",
 }
+# c2pa-rs reports a DER-encoded ECDSA signature as signingCredential.invalid with this explanation
+# (and then claimSignature.mismatch): the signature's encoding is at fault, not the certificate.
+DER_SIGNATURE = "P1363"
+DER_WORDS = (
+    "the ECDSA signature is DER-encoded (an ASN.1 SEQUENCE of r and s), but COSE requires the raw r||s form "
+    "(IEEE P1363): the software that signed it wrote the wrong encoding; the certificate is not at fault"
+)
+DER_MISMATCH_WORDS = "the signature therefore cannot be checked against the claim"
 
 
-def _invalid_reason(failures: tuple[str, ...], *, kind: str = "image") -> str:
+def _failure_words(view: ManifestView, code: str, table: dict[str, str]) -> str:
+    """Words for one failure code of ``view``, refined by c2pa-rs's explanation where the code
+    alone covers several causes."""
+    explanation = view.explanation(code)
+    der = DER_SIGNATURE in view.explanation("signingCredential.invalid")
+    if code == "signingCredential.invalid" and der:
+        return DER_WORDS
+    if code == "claimSignature.mismatch" and der:
+        return DER_MISMATCH_WORDS
+    words = table.get(code, f"validation failure {code}")
+    if explanation and (code == "signingCredential.invalid" or code.startswith("manifest.unreadable")):
+        words += f" (c2pa-rs: {explanation})"
+    return words
+
+
+def _invalid_reason(view: ManifestView, *, kind: str = "image") -> str:
     """Why a manifest is invalid, in words, with the codes; never attributes it to the signer."""
+    failures = view.failures
     codes = [c for c in failures if c != "signingCredential.untrusted"] or list(failures)
     table = {**FAILURE_WORDS, **TEXT_FAILURE_WORDS} if kind == "text" else FAILURE_WORDS
-    words = list(dict.fromkeys(table.get(c, f"validation failure {c}") for c in codes))
+    words = list(dict.fromkeys(_failure_words(view, c, table) for c in codes))
+    ingredients = list(dict.fromkeys(s.code for s in view.statuses if s.ingredient is not None and s.kind == "failure"))
+    if ingredients:
+        words.append("an ingredient's manifest does not validate (" + ", ".join(ingredients) + ")")
     return (
         "the C2PA manifest does not validate: " + "; ".join(words) + " (" + ", ".join(codes) + "); "
         "it is not attributed to its claimed signer"
     )
+
+
+def _identity_words(identities: tuple[IdentityAssertion, ...]) -> str:
+    """What the manifest's CAWG identity assertions say, each about its own credential."""
+    out = []
+    for ia in identities:
+        who = f"naming {ia.signer}" + (f" (issuer {ia.issuer})" if ia.issuer else "") if ia.signer else "its own credential"
+        codes = f" ({', '.join(ia.codes)})" if ia.codes else ""
+        if ia.state == "trusted":
+            out.append(f"its CAWG identity assertion {ia.label}, {who}, is trusted")
+        elif ia.state == "untrusted":
+            out.append(
+                f"its CAWG identity assertion {ia.label}, {who}, is NOT trusted: that credential does not lead to a "
+                f"CAWG trust anchor, so the identity it names is unconfirmed{codes}"
+            )
+        elif ia.state == "invalid":
+            out.append(
+                f"its CAWG identity assertion {ia.label}, {who}, does not validate{codes}: the identity it names is not confirmed"
+            )
+        else:
+            out.append(f"its CAWG identity assertion {ia.label}, {who}, validates; its credential's trust was not checked")
+    return "".join("; " + w for w in out)
 
 
 def _recover_image(
@@ -439,9 +509,10 @@ def _embedded_answer(
         where = "embedded in the text, " if kind == "text" else ""
         reason = f"valid C2PA manifest {where}signed by {embedded.signer}; " + (
             "the signer is trusted"
-            if embedded.state == "trusted"
+            if embedded.trusted_signer
             else "the signer is NOT in your trust list, so who signed it is unconfirmed"
         )
+        reason += _identity_words(embedded.identities)
         return Verification(
             state=embedded.state,
             ai_generated=embedded.ai_generated or (True if marked else None),
@@ -455,10 +526,19 @@ def _embedded_answer(
             kind=kind,
             embedded=embedded,
             recovered=recovered,
+            validation_statuses=list(embedded.statuses),
+            identity_assertions=list(embedded.identities),
         )
     # tampered or broken: attribute nothing to the signer, as when there is no credential at all
-    nothing = _no_credential(watermark, _invalid_reason(embedded.failures, kind=kind) + extra, kind, recovered_from)
-    return replace(nothing, state="invalid", validation_codes=list(embedded.failures), embedded=embedded, recovered=recovered)
+    nothing = _no_credential(watermark, _invalid_reason(embedded, kind=kind) + extra, kind, recovered_from)
+    return replace(
+        nothing,
+        state="invalid",
+        validation_codes=list(embedded.failures),
+        embedded=embedded,
+        recovered=recovered,
+        validation_statuses=list(embedded.statuses),
+    )
 
 
 def _match_text(text: str, key_id: str, store: ManifestStore) -> tuple[TextRecord, dict[str, Any]] | None:
