@@ -36,7 +36,12 @@ skdata = pytest.importorskip("skimage.data")
 
 # Generous limits for the load and fuzz runs: the rate limiter has its own tests, and here it must
 # not turn load into 429s.
-UNLIMITED = {"rate_per_minute": 1_000_000, "anonymous_rate_per_minute": 1_000_000}
+UNLIMITED = {
+    "rate_per_minute": 1_000_000,
+    "anonymous_rate_per_minute": 1_000_000,
+    "max_jobs_per_caller": 1000,
+    "max_queued_jobs": 1000,
+}
 
 
 def _database(kind: str, root: Any) -> tuple[str, Any]:
@@ -247,11 +252,12 @@ def test_restart_keeps_tenants_keys_and_manifests(database, tmp_path, tiny_model
 @pytest.fixture(scope="module")
 def fuzz_env(tmp_path_factory, tiny_model, tokenizer):  # type: ignore[no-untyped-def]
     root = tmp_path_factory.mktemp("fuzz")
-    env = build_env(f"sqlite:///{root / 'service.sqlite3'}", root, **UNLIMITED)
-    _upload_signing_key(env, init_dev_chain(root / "certs"))
     # /v1/text/generate: the tiny model stands in for the default one (fuzzing is about inputs,
-    # and the real model would make each example take seconds).
-    env.app.state.services._model = (tiny_model, tokenizer)
+    # and the real model would make each example take seconds), as DOJANG_MODEL names a folder.
+    tiny_model.save_pretrained(root / "tiny-model")
+    tokenizer.save_pretrained(root / "tiny-model")
+    env = build_env(f"sqlite:///{root / 'service.sqlite3'}", root, generation_model=str(root / "tiny-model"), **UNLIMITED)
+    _upload_signing_key(env, init_dev_chain(root / "certs"))
     yield env
     env.app.state.services.engine.dispose()
 

@@ -356,8 +356,18 @@ class ImageDetector:
             )  # fmt: skip
         best_key, best, pattern = None, None, 0.0
         best_rank: tuple[bool, float, float] | None = None
-        for key in self.keys:
-            reading = _codec.read_key(prep, key, search=self.search)
+        readings: dict[str, _codec.Reading] = {}
+        if len(self.keys) > 1:
+            # Each key at the identities first: a marked image stops at its own key without the
+            # search under every other key (a verified payload at 1e-20 has no rival to wait for).
+            # The correction is the ring's whatever the order, so stopping early changes no p-value.
+            for key in self.keys:
+                quick = _codec.read_key(prep, key, search=self.search, identity_only=True)
+                if quick.verified and quick.log_p_value < _codec.CLEAR:
+                    readings = {key.key_id: quick}
+                    break
+        for key in [k for k in self.keys if k.key_id in readings] or self.keys:
+            reading = readings.get(key.key_id) or _codec.read_key(prep, key, search=self.search)
             correction = self.keys.log_correction(key.key_id)  # log n, or the key's weighted share
             pattern = min(pattern, reading.log_p_pattern + correction)  # capped at 0 below
             # a verified payload first, then the strongest reading; among keys with no verified

@@ -726,7 +726,13 @@ def _keyed_material(key: Key, layout: Layout) -> tuple[KeyedTile, NDArray[np.com
 
 
 def read_key(
-    prep: Prepared, key: Key, *, search: bool = True, layouts: tuple[Layout, ...] | None = None, sync_evidence: bool = True
+    prep: Prepared,
+    key: Key,
+    *,
+    search: bool = True,
+    layouts: tuple[Layout, ...] | None = None,
+    sync_evidence: bool = True,
+    identity_only: bool = False,
 ) -> Reading:
     """The best reading of one key over every layout, each in its own frame: the identities
     first (at the exact origin), then the offsets fitted at scale 1; with ``search``, the bound
@@ -742,7 +748,9 @@ def read_key(
     the identity costs neither. ``layouts`` restricts the reading to some layouts (the embedder
     reads back the one it wrote); the correction stays the same, so such a p-value is
     conservative. ``sync_evidence``: the identities of layouts 1 and 2 read the sync chips as
-    evidence too (:func:`read_alignment`); the embedder judges its edits without them."""
+    evidence too (:func:`read_alignment`); the embedder judges its edits without them.
+    ``identity_only`` stops after the identities (a detector with several keys reads each key
+    there first, and searches only when none reads clearly); the correction stays the same."""
     chosen_layouts = tuple(LAYOUTS.values()) if layouts is None else layouts
     frames = [_Frame.of(prep, key, layout) for layout in sorted(chosen_layouts, key=lambda la: not la.bound)]
     if len(frames) > 1:  # the layout whose sync chips read most clearly at the origin first (a marked image stops there)
@@ -799,6 +807,8 @@ def read_key(
         if clear(best):
             return done(best)
     assert best is not None
+    if identity_only:
+        return done(best)
     # Offsets fitted at scale 1 (a crop of the long side moves the tile, not its scale): read
     # after the identity. The fit is pulled by the image's own texture (grass under WebP 50, key
     # 2: a fifth of a unit off, 1e-14.1 there against 1e-17.9 at the origin, where the informed

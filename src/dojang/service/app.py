@@ -165,11 +165,12 @@ class Services:
         self.detect_gate = threading.Semaphore(settings.detect_workers or os.cpu_count() or 1)
         self.in_detection = 0  # verifications running or waiting for the gate (the metrics' queue depth)
         from dojang.service.observe import Observability
+        from dojang.service.queue import make_queue
 
-        self.observe = Observability(lambda: float(self.in_detection))
+        self.jobs = make_queue(settings, self.repo)  # heavy work: worker processes, here or behind Redis
+        self.observe = Observability(lambda: float(self.in_detection + self.jobs.depth()))
         self._lock = threading.Lock()
         self._tokenizer: Any = None
-        self._model: Any = None
 
     def detect(self, work: Callable[[], T]) -> T:
         """Run one CPU-bound verification under the detection gate (call it from a worker thread)."""
@@ -189,15 +190,6 @@ class Services:
 
                 self._tokenizer = load_tokenizer()
             return self._tokenizer
-
-    def model(self) -> tuple[Any, Any]:
-        with self._lock:
-            if self._model is None:
-                from dojang.text.models import load_model
-
-                self._model = load_model()
-                self._tokenizer = self._model[1]
-            return self._model
 
 
 def services(request: Request) -> Services:

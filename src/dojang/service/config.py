@@ -65,6 +65,13 @@ class Settings:
     trusted_proxies: tuple[str, ...] = ()  # addresses whose X-Forwarded-For is believed (none: it is ignored)
     redis_url: str | None = None  # rate limits shared by every worker and replica (without it: per process)
     remote_manifest_allow: tuple[str, ...] = ()  # URL prefixes a file's remote manifest may be fetched from (none)
+    generation_model: str | None = None  # /v1/text/generate's model: a local transformers folder (None: the default)
+    job_queue: str = "local"  # heavy jobs: "local" (this process's workers) or "redis" (`dojang worker` processes)
+    job_workers: int = 0  # worker processes for heavy jobs (0: one per CPU core)
+    job_memory_mb: int = 2048  # a job whose worker passes this resident memory is stopped (413)
+    job_timeout_s: float = 30.0  # a job running longer is stopped (504)
+    max_queued_jobs: int = 32  # jobs waiting beyond this are turned away (429 with Retry-After)
+    max_jobs_per_caller: int = 8  # jobs one tenant (or one anonymous address) may have running or waiting
 
     def __repr__(self) -> str:  # never the master key
         return f"Settings(database_url={_redact_url(self.database_url)!r}, dev={self.dev}, public_tier={self.public_tier})"
@@ -114,8 +121,24 @@ class Settings:
             max_keys_per_tenant=number("DOJANG_MAX_KEYS_PER_TENANT", 20),
             max_tokens_per_tenant=number("DOJANG_MAX_TOKENS_PER_TENANT", 10),
             redis_url=env.get("DOJANG_REDIS_URL") or None,
+            generation_model=env.get("DOJANG_MODEL") or None,
+            job_queue=_job_queue(env.get("DOJANG_JOB_QUEUE", "local"), env.get("DOJANG_REDIS_URL")),
+            job_workers=number("DOJANG_JOB_WORKERS", 0),
+            job_memory_mb=number("DOJANG_JOB_MEMORY_MB", 2048),
+            job_timeout_s=float(number("DOJANG_JOB_TIMEOUT_S", 30)),
+            max_queued_jobs=number("DOJANG_MAX_QUEUED_JOBS", 32),
+            max_jobs_per_caller=number("DOJANG_MAX_JOBS_PER_CALLER", 8),
             trusted_proxies=tuple(p.strip() for p in env.get("DOJANG_TRUSTED_PROXIES", "").split(",") if p.strip()),
         )
+
+
+def _job_queue(value: str, redis_url: str | None) -> str:
+    value = value.strip().lower()
+    if value not in ("local", "redis"):
+        raise ServiceError(f"DOJANG_JOB_QUEUE must be local or redis, not {value!r}")
+    if value == "redis" and not redis_url:
+        raise ServiceError("DOJANG_JOB_QUEUE=redis needs DOJANG_REDIS_URL (where the queue and its workers meet)")
+    return value
 
 
 def _url_prefixes(raw: str) -> tuple[str, ...]:

@@ -24,7 +24,8 @@ from sqlalchemy import (
 from sqlalchemy.engine import Engine
 
 __all__ = [
-    "audit", "make_engine", "manifests", "metadata", "open_database", "signing_keys", "tenants", "texts", "tokens", "upgrade",
+    "audit", "jobs", "make_engine", "manifests",
+    "metadata", "open_database", "signing_keys", "tenants", "texts", "tokens", "upgrade",
     "wm_keys",
 ]  # fmt: skip
 
@@ -186,4 +187,17 @@ signing_keys = Table(
     Column("chain_pem", Text, nullable=False),
     Column("key_sealed", LargeBinary, nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False),
+)  # fmt: skip
+
+jobs = Table(
+    "jobs", metadata,
+    Column("id", String(64), primary_key=True),  # the job id: from the Idempotency-Key, or the queue's own
+    Column("tenant_id", String(40), ForeignKey("tenants.id"), nullable=True),
+    Column("kind", String(32), nullable=False),  # stamp | generate
+    Column("request_sha256", String(64), nullable=False),  # a retry must repeat the request it names
+    Column("media_type", String(64), nullable=False),
+    Column("body", LargeBinary, nullable=False),  # the answer a retry gets back
+    Column("meta", Text, nullable=False),  # JSON: headers and fields of the answer
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Index("jobs_by_time", "created_at"),
 )  # fmt: skip

@@ -7,6 +7,7 @@ manifests or audit entries through these functions.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import secrets
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -22,9 +23,46 @@ from dojang.service import db
 from dojang.service.crypto import hash_token, new_token, open_secret, seal_secret
 from dojang.service.inputs import clean_stored_text
 
-__all__ = ["DBManifestStore", "KeyInfo", "Principal", "Repo"]
+__all__ = ["BufferedStore", "DBManifestStore", "KeyInfo", "Principal", "Repo", "StoredJob", "audit_row"]
 
 TENANT_KINDS = ("admin", "provider", "verifier")
+
+
+@dataclass(frozen=True)
+class StoredJob:
+    """The answer of a finished job that wrote records: what a retry with its id gets back."""
+
+    job_id: str
+    tenant_id: str | None
+    kind: str
+    request_sha256: str
+    media_type: str
+    body: bytes
+    meta: dict[str, Any]
+
+
+def audit_row(
+    principal: Principal | None,
+    kind: str,
+    verdict: str,
+    key_id: str | None,
+    content_sha256: str,
+    content: str | None,
+    client: str | None,
+) -> dict[str, Any]:
+    """One audit entry's columns; the content only where the tenant opted in to keeping it."""
+    keep = clean_stored_text(content) if content is not None and principal is not None and principal.store_content else None
+    return {
+        "tenant_id": principal.tenant_id if principal else None,
+        "token_id": principal.token_id if principal else None,
+        "at": _now(),
+        "kind": kind,
+        "verdict": verdict,
+        "key_id": key_id,
+        "content_sha256": content_sha256,
+        "content": keep,
+        "client": client,
+    }
 
 
 def _now() -> dt.datetime:
@@ -261,21 +299,61 @@ class Repo:
         content: str | None,
         client: str | None,
     ) -> None:
-        keep = clean_stored_text(content) if content is not None and principal is not None and principal.store_content else None
+        row = audit_row(principal, kind, verdict, key_id, content_sha256, content, client)
         with self.engine.begin() as conn:
-            conn.execute(
-                insert(db.audit).values(
-                    tenant_id=principal.tenant_id if principal else None,
-                    token_id=principal.token_id if principal else None,
-                    at=_now(),
-                    kind=kind,
-                    verdict=verdict,
-                    key_id=key_id,
-                    content_sha256=content_sha256,
-                    content=keep,
-                    client=client,
+            conn.execute(insert(db.audit).values(**row))
+
+    # -- jobs that write records ----------------------------------------------------------------
+    def stored_job(self, job_id: str) -> StoredJob | None:
+        """A finished writing job's answer, kept for retries (None: it never finished)."""
+        with self.engine.connect() as conn:
+            row = conn.execute(select(db.jobs).where(db.jobs.c.id == job_id)).first()
+        if row is None:
+            return None
+        return StoredJob(
+            row.id, row.tenant_id, row.kind, row.request_sha256, row.media_type, bytes(row.body), json.loads(row.meta)
+        )
+
+    def commit_job(
+        self,
+        job: StoredJob,
+        *,
+        manifests: list[ManifestRecord] = (),  # type: ignore[assignment]
+        texts: list[TextRecord] = (),  # type: ignore[assignment]
+        audit: dict[str, Any] | None = None,
+        keep_s: float = 86_400.0,
+    ) -> StoredJob:
+        """Write a job's records, its audit entry and its answer in one transaction, once: when the
+        same job id already finished (a retry, or the queue running a job again after its worker
+        died), nothing is written and the first answer is returned. Answers older than ``keep_s``
+        are dropped here as well."""
+        try:
+            with self.engine.begin() as conn:
+                conn.execute(
+                    insert(db.jobs).values(
+                        id=job.job_id,
+                        tenant_id=job.tenant_id,
+                        kind=job.kind,
+                        request_sha256=job.request_sha256,
+                        media_type=job.media_type,
+                        body=job.body,
+                        meta=json.dumps(job.meta),
+                        created_at=_now(),
+                    )
                 )
-            )
+                for record in manifests:
+                    conn.execute(insert(db.manifests).values(tenant_id=job.tenant_id, **asdict(record)))
+                for text_record in texts:
+                    conn.execute(insert(db.texts).values(tenant_id=job.tenant_id, **asdict(text_record)))
+                if audit is not None:
+                    conn.execute(insert(db.audit).values(**audit))
+                conn.execute(delete(db.jobs).where(db.jobs.c.created_at < _now() - dt.timedelta(seconds=keep_s)))
+        except IntegrityError:
+            first = self.stored_job(job.job_id)
+            if first is None:  # not the job id: a manifest's content id or a text's entry id collided
+                raise ProvenanceError("a record id is already in the store; nothing was written") from None
+            return first
+        return job
 
     def audit_entries(self, tenant_id: str, limit: int = 100) -> list[dict[str, Any]]:
         q = select(db.audit).where(db.audit.c.tenant_id == tenant_id).order_by(db.audit.c.id.desc()).limit(limit)
@@ -334,3 +412,29 @@ class DBManifestStore:
 
     def texts_for_key(self, key_id: str, limit: int = 10_000) -> list[TextRecord]:
         return self._texts(db.texts.c.key_id == key_id, limit)
+
+
+class BufferedStore:
+    """A store for a job that writes: reads go to the database, writes wait for
+    :meth:`Repo.commit_job`, which lands them with the job's answer in one transaction."""
+
+    def __init__(self, engine: Engine, tenant_id: str | None) -> None:
+        self._db = DBManifestStore(engine, tenant_id)
+        self.location = self._db.location
+        self.manifests: list[ManifestRecord] = []
+        self.texts: list[TextRecord] = []
+
+    def put_manifest(self, record: ManifestRecord) -> None:
+        self.manifests.append(record)
+
+    def get_manifest(self, content_id: str) -> ManifestRecord | None:
+        return self._db.get_manifest(content_id)
+
+    def put_text(self, record: TextRecord) -> None:
+        self.texts.append(record)
+
+    def text_by_hash(self, text_sha256: str) -> TextRecord | None:
+        return self._db.text_by_hash(text_sha256)
+
+    def texts_for_key(self, key_id: str, limit: int = 10_000) -> list[TextRecord]:
+        return self._db.texts_for_key(key_id, limit)

@@ -39,18 +39,76 @@ class GenerateRequest(BaseModel):
 MAX_GENERATOR_CHARS = 200  # the generator's name, as the manifest and the store keep it
 
 
-def _ring(svc: Services, key_id: str | None, provider: str | None) -> tuple[KeyRing, dict[str, str]]:
-    """Every active and retired key of every provider, or the one key / provider asked for."""
+def _filters(svc: Services, key_id: str | None, provider: str | None) -> dict[str, Any]:
+    """The ring a request asks for: every key of every provider, or one key / one provider's."""
     tenant_id = None
     if provider is not None:
         matches = [tid for tid, name in svc.repo.tenant_names().items() if name == provider]
         if not matches:
-            raise HTTPException(404, f"no provider named {provider!r}")
+            raise HTTPException(404, NOT_FOUND)
         tenant_id = matches[0]
-    ring, owners = svc.repo.key_ring(tenant_id=tenant_id, key_id=key_id)
+    return {"tenant_id": tenant_id, "key_id": key_id}
+
+
+def _ring(svc: Services, key_id: str | None, provider: str | None) -> tuple[KeyRing, dict[str, str], dict[str, Any]]:
+    """Every active and retired key of every provider, or the one key / provider asked for. An
+    unknown key id and an unknown provider get the same answer, so that nobody learns which exist."""
+    filters = _filters(svc, key_id, provider)
+    ring, owners = svc.repo.key_ring(**filters)
     if ring is None:
-        raise HTTPException(404, f"no key {key_id}" if key_id else "no watermark keys are registered")
-    return ring, owners
+        raise HTTPException(404, NOT_FOUND if key_id or provider else "no watermark keys are registered")
+    return ring, owners, filters
+
+
+NOT_FOUND = "no such provider or key"
+
+
+async def _job(
+    svc: Services,
+    request: Request,
+    principal: Principal | None,
+    kind: str,
+    args: dict[str, Any],
+    *,
+    job_id: str | None = None,
+    writes: bool = False,
+) -> Any:
+    """Run a heavy job on the worker processes and wait for it. A job without an
+    ``Idempotency-Key`` is stopped when its client goes away; one with a key goes on, and a retry
+    gets its answer."""
+    import uuid
+
+    from dojang.service.jobs import JobError
+
+    who = f"tenant:{principal.tenant_id}" if principal is not None else f"ip:{client_of(request)}"
+    cancellable = job_id is None
+    try:
+        return await svc.jobs.run(
+            kind,
+            args,
+            job_id=job_id or f"job-{uuid.uuid4().hex}",
+            who=who,
+            gone=request.is_disconnected if cancellable else None,
+            writes=writes,
+        )
+    except JobError as err:
+        headers = {"Retry-After": str(err.retry_after)} if err.retry_after else None
+        raise HTTPException(err.status, err.detail, headers=headers) from None
+
+
+def _idempotency(request: Request, principal: Principal, route: str) -> str | None:
+    """The job id for the request's ``Idempotency-Key`` (None without one)."""
+    from dojang.service.jobs import job_id_for
+
+    key = request.headers.get("idempotency-key")
+    if key is None:
+        return None
+    if not 1 <= len(key) <= MAX_IDEMPOTENCY_KEY or not key.isascii() or not key.isprintable():
+        raise HTTPException(422, f"Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY} printable ASCII characters")
+    return job_id_for(principal.tenant_id, route, key)
+
+
+MAX_IDEMPOTENCY_KEY = 200
 
 
 def _shape(det: Detection, owners: dict[str, str], names: dict[str, str], principal: Principal | None) -> dict[str, Any]:
@@ -169,7 +227,7 @@ def text_detect(
         raise HTTPException(413, f"prompt longer than {svc.settings.max_prompt_chars} characters")
     if not body.text.strip():
         raise HTTPException(422, "the text is empty")
-    ring, owners = _ring(svc, body.key_id, body.provider)
+    ring, owners, _ = _ring(svc, body.key_id, body.provider)
     tokenizer = svc.tokenizer()
     det = svc.detect(lambda: TextDetector(keys=ring, tokenizer=tokenizer).detect(body.text, prompt=body.prompt))
     svc.observe.verdict("text", det.verdict.value)
@@ -199,11 +257,10 @@ async def image_detect(
     """Check an image (PNG, JPEG, WebP) against every provider's keys."""
     from starlette.concurrency import run_in_threadpool
 
-    from dojang.image import ImageDetector
-
     data = await _read_upload(file, svc)
-    ring, owners = _ring(svc, key_id, provider)
-    det = await run_in_threadpool(svc.detect, lambda: ImageDetector(keys=ring).detect_bytes(data, name=file.filename or "upload"))
+    _, owners, filters = await run_in_threadpool(_ring, svc, key_id, provider)
+    args = {"data": data, "name": file.filename or "upload", "filters": filters}
+    det = await _job(svc, request, principal, "image_detect", args)
     svc.observe.verdict("image", det.verdict.value)
     out = _shape(det, owners, svc.repo.tenant_names(), principal)
     key_seen = det.key_id if out["detail"] == "owner" else None  # which key matched is the owner's to know
@@ -238,21 +295,30 @@ async def verify_file(
             raise HTTPException(422, f"{file.filename or 'upload'}: neither a PNG, JPEG or WebP image nor UTF-8 text") from None
         if chars > svc.settings.max_text_chars:
             raise HTTPException(413, f"text longer than {svc.settings.max_text_chars} characters")
-    ring, owners = svc.repo.key_ring() if key_id is None and provider is None else _ring(svc, key_id, provider)
-    tokenizer = svc.tokenizer() if is_text and ring is not None else None
-    store = DBManifestStore(svc.engine)
-    result = await run_in_threadpool(
-        svc.detect,
-        lambda: verify_bytes(
-            data,
-            name=file.filename or "upload",
-            keys=ring,
-            trust_pem=svc.settings.trust_anchors_pem,
-            store=store,
-            tokenizer=tokenizer,
-            remote_allow=svc.settings.remote_manifest_allow,
-        ),
-    )
+    if key_id is None and provider is None:
+        ring, owners = await run_in_threadpool(svc.repo.key_ring)
+        filters: dict[str, Any] = {}
+    else:
+        ring, owners, filters = await run_in_threadpool(_ring, svc, key_id, provider)
+    if is_text:  # light: a detection thread of this process
+        tokenizer = svc.tokenizer() if ring is not None else None
+        store = DBManifestStore(svc.engine)
+        result = await run_in_threadpool(
+            svc.detect,
+            lambda: verify_bytes(
+                data,
+                name=file.filename or "upload",
+                keys=ring,
+                trust_pem=svc.settings.trust_anchors_pem,
+                store=store,
+                tokenizer=tokenizer,
+                remote_allow=svc.settings.remote_manifest_allow,
+            ),
+        )
+    else:  # an image: a worker process
+        result = await _job(
+            svc, request, principal, "verify", {"data": data, "name": file.filename or "upload", "filters": filters}
+        )
     svc.observe.verdict(f"verify/{result.kind}", result.state)
     out = result.to_dict()
     key_seen = None
@@ -277,47 +343,33 @@ async def verify_file(
 
 
 @router.post("/text/generate", tags=["keys"])
-def text_generate(
+async def text_generate(
     body: GenerateRequest,
     request: Request,
     svc: Services = Depends(services),
     principal: Principal = Depends(require_provider),
-) -> dict[str, Any]:
+) -> Response:
     """Generate a watermarked answer with the default model under one of the caller's active keys,
-    and record its provenance entry."""
-    from dojang.provenance import record_text
-    from dojang.text import generate_batch, resolve
-    from dojang.text.models import DEFAULT_MODEL_NAME
+    and record its provenance entry. With an ``Idempotency-Key`` header, a retry gets the first
+    answer back and nothing is recorded twice."""
+    from dojang.service.jobs import request_digest
+    from dojang.text import resolve
 
     if not body.prompt.strip():
         raise HTTPException(422, "the prompt is empty")
     if len(body.prompt) > svc.settings.max_prompt_chars:
         raise HTTPException(413, f"prompt longer than {svc.settings.max_prompt_chars} characters")
-    config = resolve(body.scheme)
-    keys = svc.repo.keys(tenant_id=principal.tenant_id, key_id=body.key_id, active_only=True)
-    if not keys:
-        raise HTTPException(404, "no active key" + (f" {body.key_id}" if body.key_id else "") + " for this tenant")
-    key = keys[-1][0]
-    model, tokenizer = svc.model()
-    gen = generate_batch(
-        [body.prompt],
-        key=key,
-        scheme=config,
-        model=model,
-        tokenizer=tokenizer,
-        max_new_tokens=body.max_new_tokens,
-        temperature=body.temperature,
-        seed=body.seed,
-    )[0]
-    entry = record_text(
-        DBManifestStore(svc.engine, principal.tenant_id),
-        gen.text,
-        key_id=key.key_id,
-        scheme=body.scheme,
-        model=DEFAULT_MODEL_NAME,
-    )
-    _audit(svc, principal, request, "generate", "generated", key.key_id, gen.text.encode(), gen.text)
-    return {"text": gen.text, "key_id": key.key_id, "scheme": body.scheme, "entry_id": entry.entry_id}
+    resolve(body.scheme)  # an unknown scheme is a 400 here, before any job
+    job_id = _idempotency(request, principal, "generate")
+    args = {
+        **body.model_dump(),
+        "principal": principal,
+        "client": client_of(request),
+        "request_sha256": request_digest(body.prompt, body.max_new_tokens, body.temperature, body.scheme, body.key_id, body.seed),
+    }
+    stored, replayed = await _job(svc, request, principal, "generate", args, job_id=job_id, writes=True)
+    headers = {"Idempotent-Replayed": "true"} if replayed else {}
+    return Response(stored.body, media_type=stored.media_type, headers=headers)
 
 
 @router.post(
@@ -335,10 +387,9 @@ async def image_stamp(
     principal: Principal = Depends(require_provider),
 ) -> Response:
     """Stamp an AI image with the caller's newest active watermark key and its C2PA signing key:
-    watermark, signed manifest, manifest filed in the service's store. Returns the stamped file."""
-    from starlette.concurrency import run_in_threadpool
-
-    from dojang.provenance import ManifestSigner, stamp_bytes
+    watermark, signed manifest, manifest filed in the service's store. Returns the stamped file.
+    With an ``Idempotency-Key`` header, a retry gets the same file back and nothing is filed twice."""
+    from dojang.service.jobs import request_digest
 
     fmt = {"png": "PNG", "jpg": "JPEG", "jpeg": "JPEG", "webp": "WEBP"}.get(format.lower())
     if fmt is None:
@@ -347,17 +398,19 @@ async def image_stamp(
         raise HTTPException(422, f"generator longer than {MAX_GENERATOR_CHARS} characters")
     data = await _read_upload(file, svc)
     _check_stamp_pixels(data, svc.settings.max_stamp_pixels)
-    keys = svc.repo.keys(tenant_id=principal.tenant_id, active_only=True)
-    signing = svc.repo.signing_key(principal.tenant_id)
-    if not keys or signing is None:
-        raise HTTPException(409, "stamping needs an active watermark key and a signing key (PUT /v1/signing-key)")
-    signer = ManifestSigner(chain=signing[0], key_pem=signing[1])
-    store = DBManifestStore(svc.engine, principal.tenant_id)
-    signed, info = await run_in_threadpool(
-        lambda: stamp_bytes(
-            data, fmt, key=keys[-1][0], signer=signer, store=store, generator=generator, title=file.filename or "image"
-        )
-    )
-    await run_in_threadpool(_audit, svc, principal, request, "stamp", "stamped", info.key_id, signed)
-    media = {"PNG": "image/png", "JPEG": "image/jpeg", "WEBP": "image/webp"}[fmt]
-    return Response(signed, media_type=media, headers={"X-Dojang-Content-Id": info.content_id})
+    job_id = _idempotency(request, principal, "stamp")
+    title = file.filename or "image"
+    args = {
+        "data": data,
+        "fmt": fmt,
+        "generator": generator,
+        "title": title,
+        "principal": principal,
+        "client": client_of(request),
+        "request_sha256": request_digest(data, fmt, generator, title),
+    }
+    stored, replayed = await _job(svc, request, principal, "stamp", args, job_id=job_id, writes=True)
+    headers = {"X-Dojang-Content-Id": stored.meta["content_id"]}
+    if replayed:
+        headers["Idempotent-Replayed"] = "true"
+    return Response(stored.body, media_type=stored.media_type, headers=headers)
