@@ -10,7 +10,7 @@ from dojang.cli.bench import bench
 from dojang.cli.image import image
 from dojang.cli.provenance import certs, stamp, verify
 from dojang.cli.scan import scan
-from dojang.cli.serve import serve, tokens
+from dojang.cli.serve import serve, tokens, worker
 from dojang.cli.text import text
 
 
@@ -89,5 +89,6 @@ main.add_command(stamp)
 main.add_command(verify)
 main.add_command(serve)
 main.add_command(tokens)
+main.add_command(worker)
 main.add_command(bench)
 main.add_command(scan)

@@ -89,6 +89,35 @@ def serve(host: str, port: int, dev: bool | None, new_admin_token: bool, token_f
     )
 
 
+@click.command()
+@click.option("--burst", is_flag=True, help="Stop once the queue is empty instead of waiting for more jobs.")
+@friendly_errors
+def worker(burst: bool) -> None:
+    """Run heavy jobs (image verification, stamping, generation) from the Redis queue that
+    `dojang serve` replicas fill when DOJANG_JOB_QUEUE=redis. Takes DOJANG_REDIS_URL,
+    DOJANG_DATABASE_URL and DOJANG_MASTER_KEY, the same as the replicas, and runs one child
+    process per core (DOJANG_JOB_WORKERS), each under DOJANG_JOB_MEMORY_MB and DOJANG_JOB_TIMEOUT_S."""
+    import logging
+
+    try:
+        from dojang.service.config import Settings
+        from dojang.service.queue import run_worker
+    except ImportError as err:
+        raise ServiceError(
+            f"the worker needs the service extra: pip install 'dojang[service]' ({err.name} is missing)"
+        ) from None
+    logging.getLogger("arq").setLevel(logging.WARNING)  # arq's own lines would show each job's arguments
+    settings = Settings.from_env(dev=not os.environ.get("DOJANG_DATABASE_URL"))
+    click.echo(f"dojang worker: jobs from {_redacted(settings.redis_url)} (queue dojang:jobs)", err=True)
+    run_worker(settings, burst=burst)
+
+
+def _redacted(url: str | None) -> str:
+    from dojang.service.config import _redact_url
+
+    return _redact_url(url or "")
+
+
 def write_token(token: str, path: str | None) -> str:
     """Write ``token`` to ``path`` (default: ``admin-token`` in the data directory), readable by
     the owner only; a token never goes to stdout, where server logs would keep it."""

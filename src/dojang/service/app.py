@@ -151,6 +151,48 @@ class BodyLimit:
             await ErrorResponse({"detail": str(err)}, status_code=413)(scope, receive, send)
 
 
+class Disconnects:
+    """Notice a client that goes away while its request runs: ``request.state.gone`` is set when
+    the server reports the disconnect. Once a request's body is read, a watcher waits for the
+    next message from the server, which can only be the disconnect (Starlette's own
+    ``is_disconnected`` does not see it through the HTTP middlewares)."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        gone = asyncio.Event()
+        scope.setdefault("state", {})["gone"] = gone
+        body_read = False
+        watcher: asyncio.Task[None] | None = None
+
+        async def watch() -> None:
+            if (await receive())["type"] == "http.disconnect":
+                gone.set()
+
+        async def wrapped() -> Any:
+            nonlocal body_read, watcher
+            if body_read:  # the watcher owns the server's receive now
+                await gone.wait()
+                return {"type": "http.disconnect"}
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                gone.set()
+            elif message["type"] == "http.request" and not message.get("more_body", False):
+                body_read = True
+                watcher = asyncio.create_task(watch())
+            return message
+
+        try:
+            await self.app(scope, wrapped, send)
+        finally:
+            if watcher is not None:
+                watcher.cancel()
+
+
 class Services:
     """What the routes share: settings, repository, and lazily loaded models."""
 
@@ -298,7 +340,8 @@ def create_app(settings: Settings) -> FastAPI:
 
         app.add_exception_handler(exc_type, handler)
 
-    app.middleware("http")(app.state.services.observe.middleware)  # outermost: it sees every answer, 413s and 504s too
+    app.middleware("http")(app.state.services.observe.middleware)  # it sees every answer, 413s and 504s too
+    app.add_middleware(Disconnects)  # outermost: it reads the server's own messages
 
     @app.get("/health", tags=["operations"])
     def health() -> dict[str, Any]:

@@ -364,8 +364,10 @@ class WorkerPool:
 
     def admit(self, who: str) -> None:
         with self._cond:
-            if self._waiting >= self.max_queued:
-                raise JobError(429, f"the service is busy ({self._waiting} jobs waiting); retry later", self.retry_after())
+            admitted = sum(self._callers.values())  # running, or waiting for a worker
+            if admitted >= self.size + self.max_queued:
+                waiting = admitted - self.size
+                raise JobError(429, f"the service is busy ({waiting} jobs waiting); retry later", self.retry_after())
             if self._callers[who] >= self.per_caller:
                 raise JobError(
                     429, f"too many jobs of yours at once (at most {self.per_caller}); retry later", self.retry_after()

@@ -40,6 +40,7 @@ __all__ = ["QUEUE_NAME", "LocalQueue", "RedisQueue", "make_queue", "run_worker"]
 log = logging.getLogger(__name__)
 
 QUEUE_NAME = "dojang:jobs"
+STILL_RUNNING = "the job is still running; retry with the same Idempotency-Key to get its answer"
 DEADLINE_MARGIN_S = 2.0  # a job is stopped this long before the request's own deadline, so its answer can still be given
 
 
@@ -118,9 +119,11 @@ class LocalQueue:
         gone: Callable[[], Awaitable[bool]] | None = None,
         writes: bool = False,
     ) -> Any:
-        """The job's result. ``gone`` says whether the client went away (the job is then stopped);
-        ``writes``: a job stopped at the deadline may have committed just before, so its stored
-        answer is looked for before saying it wrote nothing."""
+        """The job's result. ``gone`` says whether the client went away (the job is then stopped,
+        and at the deadline too); without it (a job under an ``Idempotency-Key``) the job goes on
+        past the deadline for a retry to collect. ``writes``: a job stopped at the deadline may
+        have committed just before, so its stored answer is looked for before saying it wrote
+        nothing."""
         pool = self.pool
         pool.admit(who)
         cancel = threading.Event()
@@ -138,6 +141,8 @@ class LocalQueue:
                     why = "deadline"
                 elif gone is not None and await gone():
                     why = "gone"
+                if why == "deadline" and gone is None:
+                    raise JobError(504, STILL_RUNNING)  # the job goes on: a retry under its key gets the answer
                 if why:
                     cancel.set()
                     break
@@ -154,7 +159,8 @@ class LocalQueue:
                 raise JobError(499, "the client went away; the job was stopped and wrote nothing")
             raise JobError(504, "the request took too long; the job was stopped and wrote nothing")
         except asyncio.CancelledError:
-            cancel.set()
+            if gone is not None:  # a job under an Idempotency-Key goes on for its retry
+                cancel.set()
             raise
         finally:
             pool.release(who)
@@ -275,13 +281,16 @@ class RedisQueue:
                     break
                 await asyncio.sleep(delay)
                 delay = min(0.05, delay * 1.5)
+            if why == "deadline" and gone is None:
+                raise JobError(504, STILL_RUNNING)
             if why:
-                await job.abort(timeout=5, poll_delay=0.05)
+                await _abort(job, 5.0)
                 info = await job.result_info()
                 if info is not None and info.success:
                     return info.result
         except asyncio.CancelledError:
-            await asyncio.shield(job.abort(timeout=0.1))
+            if gone is not None:
+                await asyncio.shield(_abort(job, 0.1))
             raise
         if writes:
             stored = await _stored(self.repo, job_id)
@@ -293,6 +302,12 @@ class RedisQueue:
 
     def close(self) -> None:
         self.local.close()
+
+
+async def _abort(job: Any, timeout: float) -> None:
+    """Ask the worker to stop ``job`` and wait up to ``timeout`` s for it to stop or finish."""
+    with contextlib.suppress(TimeoutError, asyncio.TimeoutError):
+        await job.abort(timeout=timeout, poll_delay=0.05)
 
 
 def make_queue(settings: Settings, repo: Repo) -> LocalQueue | RedisQueue:
@@ -340,5 +355,6 @@ def run_worker(settings: Settings, *, burst: bool = False) -> None:
         on_shutdown=shutdown,
         burst=burst,
         handle_signals=True,
+        log_results=False,
     )
     worker.run()

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from fastapi import APIRouter, Depends, File, Form, HTTPException, Request, UploadFile
@@ -88,12 +89,22 @@ async def _job(
             args,
             job_id=job_id or f"job-{uuid.uuid4().hex}",
             who=who,
-            gone=request.is_disconnected if cancellable else None,
+            gone=_gone(request) if cancellable else None,
             writes=writes,
         )
     except JobError as err:
         headers = {"Retry-After": str(err.retry_after)} if err.retry_after else None
         raise HTTPException(err.status, err.detail, headers=headers) from None
+
+
+def _gone(request: Request) -> Callable[[], Awaitable[bool]]:
+    """Whether the client went away (set by the service's ``Disconnects`` middleware)."""
+    event = getattr(request.state, "gone", None)
+
+    async def gone() -> bool:
+        return event is not None and event.is_set()
+
+    return gone
 
 
 def _idempotency(request: Request, principal: Principal, route: str) -> str | None:
