@@ -228,7 +228,10 @@ def start_worker(database_url: str, master_key: bytes, root: Path, **env: str) -
         **env,
     }
     return subprocess.Popen(
-        [sys.executable, "-m", "dojang", "worker"], env=environ, stdout=subprocess.DEVNULL, stderr=(root / "worker.log").open("wb")  # noqa: SIM115
+        [sys.executable, "-m", "dojang", "worker"],
+        env=environ,
+        stdout=subprocess.DEVNULL,
+        stderr=(root / "worker.log").open("wb"),
     )
 
 

@@ -40,7 +40,7 @@ def _serve(env: dict[str, str], port: int, root: Path, name: str) -> subprocess.
         [sys.executable, "-m", "dojang", "serve", "--no-dev", "--port", str(port), "--token-file", str(root / "admin-token")],
         env=env,
         stdout=subprocess.DEVNULL,
-        stderr=(root / f"{name}.log").open("wb"),  # noqa: SIM115  (the process keeps it)
+        stderr=(root / f"{name}.log").open("wb"),
     )
     deadline = time.monotonic() + 90
     while True:

@@ -103,9 +103,7 @@ def worker(burst: bool) -> None:
         from dojang.service.config import Settings
         from dojang.service.queue import run_worker
     except ImportError as err:
-        raise ServiceError(
-            f"the worker needs the service extra: pip install 'dojang[service]' ({err.name} is missing)"
-        ) from None
+        raise ServiceError(f"the worker needs the service extra: pip install 'dojang[service]' ({err.name} is missing)") from None
     logging.getLogger("arq").setLevel(logging.WARNING)  # arq's own lines would show each job's arguments
     settings = Settings.from_env(dev=not os.environ.get("DOJANG_DATABASE_URL"))
     click.echo(f"dojang worker: jobs from {_redacted(settings.redis_url)} (queue dojang:jobs)", err=True)
