@@ -16,10 +16,11 @@ from __future__ import annotations
 
 import argparse
 import io
-import multiprocessing as mp
+import os
 import secrets
 import socket
 import statistics
+import subprocess
 import sys
 import tempfile
 import threading
@@ -29,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 PG_ADMIN_URL = "postgresql+psycopg://root@127.0.0.1:5432/test"
+REDIS_URL = "redis://127.0.0.1:6379/8"
 
 TEXT = (
     "The committee met on Tuesday to review the budget for the coming year. Members raised concerns about the cost of "
@@ -48,8 +50,9 @@ TEXT = (
 class Scenario:
     name: str
     path: str
-    request: dict[str, Any]
+    requests: list[dict[str, Any]]  # each client sends these in turn (different documents: nothing to cache)
     expect: tuple[str, str]  # (field, value) every answer must carry
+    clients: int
 
 
 def _free_port() -> int:
@@ -58,17 +61,24 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _serve(url: str, master_key: bytes, port: int) -> None:
-    """The server process: the app on the prepared database, served by uvicorn."""
-    import logging
-
-    import uvicorn
-
-    from dojang.service import Settings, create_app
-
-    logging.disable(logging.WARNING)
-    settings = Settings(database_url=url, master_key=master_key, rate_per_minute=10**9, anonymous_rate_per_minute=10**9)
-    uvicorn.run(create_app(settings), host="127.0.0.1", port=port, log_level="error", backlog=1024)
+def _serve(url: str, master_key: bytes, port: int, workers: int, root: Path) -> subprocess.Popen[bytes]:
+    """`dojang serve --workers N` on the prepared database, as an operator starts it."""
+    env = {
+        **os.environ,
+        "DOJANG_DATABASE_URL": url,
+        "DOJANG_MASTER_KEY": master_key.hex(),
+        "DOJANG_DATA_DIR": str(root / "data"),
+        "DOJANG_RATE_PER_MINUTE": str(10**9),  # the load is the measure here; limits have their own rows
+        "DOJANG_ANONYMOUS_RATE_PER_MINUTE": str(10**9),
+        "DOJANG_MAX_JOBS_PER_CALLER": "1000",
+        "DOJANG_REDIS_URL": REDIS_URL,  # limits shared by the server processes
+    }
+    return subprocess.Popen(
+        [sys.executable, "-m", "dojang", "serve", "--no-dev", "--port", str(port), "--workers", str(workers)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=(root / "server.log").open("wb"),
+    )
 
 
 def _postgres() -> tuple[str | None, Any, str]:
@@ -118,17 +128,20 @@ def _image_1mp() -> bytes:
     return buf.getvalue()
 
 
-def _setup_scenarios(base: str, provider: dict[str, str], root: Path) -> list[Scenario]:
+def _setup_scenarios(base: str, provider: dict[str, str], root: Path, text_clients: int, image_clients: int) -> list[Scenario]:
     import httpx
 
     from dojang.provenance import init_dev_chain
     from dojang.text.models import load_tokenizer
 
     tok = load_tokenizer()
-    ids = tok(TEXT, add_special_tokens=False)["input_ids"]
-    if len(ids) < 200:
-        raise SystemExit(f"the benchmark text has {len(ids)} tokens, fewer than 200")
-    doc = tok.decode(ids[:200])
+    sentences = [x.strip() + "." for x in TEXT.split(".") if x.strip()]
+    docs = []
+    for turn in range(len(sentences)):  # the sentences in turn: as many different 200-token documents
+        ids = tok(" ".join(sentences[turn:] + sentences[:turn]), add_special_tokens=False)["input_ids"]
+        if len(ids) < 200:
+            raise SystemExit(f"the benchmark text has {len(ids)} tokens, fewer than 200")
+        docs.append(tok.decode(ids[:200]))
     chain = init_dev_chain(root / "certs")
     with httpx.Client(base_url=base, headers=provider, timeout=120) as http:
         r = http.put(
@@ -137,15 +150,23 @@ def _setup_scenarios(base: str, provider: dict[str, str], root: Path) -> list[Sc
         )
         r.raise_for_status()
         r = http.post("/v1/image/stamp", files={"file": ("gen.png", _image_1mp(), "image/png")}, data={"format": "jpeg"})
-        r.raise_for_status()
+        if r.status_code != 200:
+            raise SystemExit(f"stamping the benchmark image failed: HTTP {r.status_code} {r.text[:300]}")
         stamped = r.content
     return [
-        Scenario("text detection (200 tokens)", "/v1/text/detect", {"json": {"text": doc}}, ("verdict", "not_detected")),
+        Scenario(
+            "text detection (200 tokens)",
+            "/v1/text/detect",
+            [{"json": {"text": doc}} for doc in docs],
+            ("verdict", "not_detected"),
+            text_clients,
+        ),
         Scenario(
             "image verification (1 MP JPEG)",
             "/v1/verify",
-            {"files": {"file": ("photo.jpg", stamped, "image/jpeg")}},
+            [{"files": {"file": ("photo.jpg", stamped, "image/jpeg")}}],
             ("state", "valid"),  # signed by the dev chain, which this server does not trust
+            image_clients,
         ),
     ]
 
@@ -160,12 +181,13 @@ def _load(base: str, headers: dict[str, str], scenario: Scenario, clients: int, 
     start = time.perf_counter()
     stop_at = start + seconds
 
-    def client() -> None:
+    def client(n: int) -> None:
         with httpx.Client(base_url=base, headers=headers, timeout=300) as http:
             while time.perf_counter() < stop_at:
                 t0 = time.perf_counter()
+                n += 1
                 try:
-                    r = http.post(scenario.path, **scenario.request)
+                    r = http.post(scenario.path, **scenario.requests[n % len(scenario.requests)])
                     ok = r.status_code == 200 and r.json().get(scenario.expect[0]) == scenario.expect[1]
                     problem = "" if ok else f"HTTP {r.status_code} {r.text[:120]}"
                 except httpx.HTTPError as err:
@@ -174,7 +196,7 @@ def _load(base: str, headers: dict[str, str], scenario: Scenario, clients: int, 
                 with lock:
                     (errors.append(problem) if problem else latencies.append(dt))
 
-    threads = [threading.Thread(target=client) for _ in range(clients)]
+    threads = [threading.Thread(target=client, args=(i,)) for i in range(clients)]
     for t in threads:
         t.start()
     for t in threads:
@@ -196,7 +218,113 @@ def _load(base: str, headers: dict[str, str], scenario: Scenario, clients: int, 
     }
 
 
-def run_database(kind: str, clients: int, seconds: float) -> tuple[list[tuple[str, dict[str, Any]]], str]:
+def _tree_rss_mb(root_pid: int) -> dict[int, float]:
+    """Resident memory (MB) of a process and all its descendants, from /proc."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as fh:
+                ppid = int(fh.read().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+        children.setdefault(ppid, []).append(int(entry))
+    out, todo = {}, [root_pid]
+    while todo:
+        pid = todo.pop()
+        try:
+            with open(f"/proc/{pid}/statm") as fh:
+                out[pid] = int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+        except (OSError, ValueError):
+            pass
+        todo += children.get(pid, [])
+    return out
+
+
+def _abusers(base: str, provider: dict[str, str], stop: threading.Event, statuses: dict[str, Any]) -> list[threading.Thread]:
+    """The abuse cases, each in a loop until ``stop``: an anonymous 10 MB prompt; a 9400x9400 PNG
+    to stamp; keys and tokens past their caps; anonymous detections with a new X-Forwarded-For
+    each; seed 2**70 and a 401-character generator."""
+    import httpx
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.new("L", (9400, 9400), 128).save(buf, "PNG", optimize=True)
+    bomb, small, lock = buf.getvalue(), _small_png(), threading.Lock()
+    cases: dict[str, Any] = {
+        "10 MB prompt (anonymous)": lambda h: h.post("/v1/text/detect", json={"text": "hello there", "prompt": "x" * 10_000_000}),
+        "9400x9400 PNG stamp": lambda h: h.post(
+            "/v1/image/stamp", files={"file": ("big.png", bomb, "image/png")}, headers=provider
+        ),
+        "keys past the cap": lambda h: h.post("/v1/keys", json={}, headers=provider),
+        "tokens past the cap": lambda h: h.post("/v1/tokens", headers=provider),
+        "rotating X-Forwarded-For": lambda h: h.post(
+            "/v1/text/detect", json={"text": "hello there"}, headers={"X-Forwarded-For": f"10.0.{secrets.randbelow(250)}.1"}
+        ),
+        "seed 2**70": lambda h: h.post("/v1/text/generate", json={"prompt": "hi", "seed": 2**70}, headers=provider),
+        "401-character generator": lambda h: h.post(
+            "/v1/image/stamp", files={"file": ("a.png", small, "image/png")},
+            data={"generator": "g" * 401}, headers=provider,
+        ),
+    }  # fmt: skip
+
+    def loop(name: str, send: Any) -> None:
+        with httpx.Client(base_url=base, timeout=120) as http:
+            while not stop.is_set():
+                try:
+                    code = str(send(http).status_code)
+                except httpx.HTTPError as err:
+                    code = type(err).__name__
+                with lock:
+                    statuses.setdefault(name, {})
+                    statuses[name][code] = statuses[name].get(code, 0) + 1
+                time.sleep(0.05)
+
+    return [threading.Thread(target=loop, args=(name, send)) for name, send in cases.items()]
+
+
+def _small_png() -> bytes:
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.new("RGB", (64, 64), (10, 20, 30)).save(buf, "PNG")
+    return buf.getvalue()
+
+
+def abuse_under_load(
+    base: str, verifier: dict[str, str], provider: dict[str, str], text: Scenario, seconds: float, server_pid: int
+) -> dict[str, Any]:
+    """Other tenants' text detections alone, then with every abuse case running beside them; the
+    server's memory (each process of its tree) is sampled throughout."""
+    unloaded = _load(base, verifier, text, text.clients, seconds)
+    stop, statuses = threading.Event(), {}
+    peak: dict[int, float] = {}
+
+    def sample() -> None:
+        while not stop.is_set():
+            for pid, mb in _tree_rss_mb(server_pid).items():
+                peak[pid] = max(peak.get(pid, 0.0), mb)
+            time.sleep(0.25)
+
+    threads = [*_abusers(base, provider, stop, statuses), threading.Thread(target=sample)]
+    for t in threads:
+        t.start()
+    try:
+        loaded = _load(base, verifier, text, text.clients, seconds)
+    finally:
+        stop.set()
+        for t in threads:
+            t.join()
+    return {"unloaded": unloaded, "loaded": loaded, "statuses": statuses, "peak_rss_mb": max(peak.values(), default=0.0)}
+
+
+ABUSE: dict[str, dict[str, Any]] = {}  # per database: the abuse run's statuses and memory
+
+
+def run_database(
+    kind: str, text_clients: int, image_clients: int, seconds: float, workers: int, abuse: bool = False
+) -> tuple[list[tuple[str, int, dict[str, Any]]], str]:
     import httpx
 
     with tempfile.TemporaryDirectory(prefix="dojang-service-bench-") as tmp:
@@ -212,8 +340,7 @@ def run_database(kind: str, clients: int, seconds: float) -> tuple[list[tuple[st
         try:
             master, verifier, provider = _prepare(url, root)
             port = _free_port()
-            server = mp.get_context("spawn").Process(target=_serve, args=(url, master, port), daemon=True)
-            server.start()
+            server = _serve(url, master, port, workers, root)
             base = f"http://127.0.0.1:{port}"
             deadline = time.monotonic() + 120
             while True:
@@ -222,20 +349,25 @@ def run_database(kind: str, clients: int, seconds: float) -> tuple[list[tuple[st
                         break
                 except httpx.HTTPError:
                     pass
-                if not server.is_alive() or time.monotonic() > deadline:
+                if server.poll() is not None or time.monotonic() > deadline:
                     raise SystemExit(f"the {kind} server did not start")
                 time.sleep(0.2)
             try:
-                scenarios = _setup_scenarios(base, provider, root)
-                rows = []
+                scenarios = _setup_scenarios(base, provider, root, text_clients, image_clients)
+                rows: list[tuple[str, int, dict[str, Any]]] = []
                 for sc in scenarios:
-                    _load(base, verifier, sc, clients, min(2.0, seconds))  # warm-up: tokenizer, caches, connections
-                    rows.append((sc.name, _load(base, verifier, sc, clients, seconds)))
-                    print(f"  {kind}: {sc.name}: {rows[-1][1]['requests']} requests", file=sys.stderr)
+                    _load(base, verifier, sc, sc.clients, min(3.0, seconds))  # warm-up: tokenizer, caches, connections
+                    rows.append((sc.name, sc.clients, _load(base, verifier, sc, sc.clients, seconds)))
+                    print(f"  {kind}: {sc.name}: {rows[-1][2]['requests']} requests", file=sys.stderr)
+                if abuse:
+                    out = abuse_under_load(base, verifier, provider, scenarios[0], seconds, server.pid)
+                    rows.append(("text detection, unloaded (abuse baseline)", scenarios[0].clients, out["unloaded"]))
+                    rows.append(("text detection beside the abuse cases", scenarios[0].clients, out["loaded"]))
+                    ABUSE[kind] = out
                 return rows, ""
             finally:
                 server.terminate()
-                server.join(10)
+                server.wait(20)
         finally:
             if drop is not None:
                 drop()
@@ -243,38 +375,57 @@ def run_database(kind: str, clients: int, seconds: float) -> tuple[list[tuple[st
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--quick", action="store_true", help="4 clients, 5 s per measurement")
-    ap.add_argument("--clients", type=int, default=None, help="concurrent clients (default 8; 4 with --quick)")
+    ap.add_argument("--quick", action="store_true", help="fewer clients (8 and 4), 5 s per measurement")
+    ap.add_argument("--text-clients", type=int, default=None, help="clients detecting text (default 50)")
+    ap.add_argument("--image-clients", type=int, default=None, help="clients verifying images (default 10)")
+    ap.add_argument("--workers", type=int, default=2, help="`dojang serve --workers` (default 2: one per core here)")
     ap.add_argument("--seconds", type=float, default=None, help="seconds per measurement (default 20; 5 with --quick)")
     ap.add_argument("--db", default="sqlite,postgresql", help="databases to run, comma-separated")
     ap.add_argument("--out", default=None, help="write the table and its settings as JSON here")
     args = ap.parse_args()
-    clients = args.clients or (4 if args.quick else 8)
+    text_clients = args.text_clients or (8 if args.quick else 50)
+    image_clients = args.image_clients or (4 if args.quick else 10)
     seconds = args.seconds or (5.0 if args.quick else 20.0)
 
     import json
-    import os
 
     from dojang.bench._tables import Report, run_meta
 
     report = Report()
-    report.text(f"{clients} concurrent clients, {seconds:g} s per row, {os.cpu_count()} CPU cores.")
+    report.text(
+        f"`dojang serve --workers {args.workers}` (its job workers in child processes), clients in a second process on the "
+        f"same machine, {seconds:g} s per row, {os.cpu_count()} CPU cores. Targets: text >= 150 req/s with p99 <= 500 ms "
+        "at 50 clients; image verification >= 20 req/s with p99 <= 1000 ms at 10 clients."
+    )
     print(report.blocks[-1]["text"])
     print()
     headers = ["database", "request", "clients", "requests", "errors", "req/s", "p50 ms", "p99 ms"]
     table: list[list[object]] = []
     notes = []
     for kind in [d.strip() for d in args.db.split(",") if d.strip()]:
-        rows, why = run_database(kind, clients, seconds)
+        rows, why = run_database(kind, text_clients, image_clients, seconds, args.workers, abuse=kind == "sqlite")
         if why:
             notes.append(f"{kind}: skipped: {why}")
-        for name, r in rows:
+        for name, clients, r in rows:
             cells = [kind, name, clients, r["requests"], r["errors"], f"{r['rps']:.1f}", f"{r['p50']:.0f}", f"{r['p99']:.0f}"]
             table.append(cells)
             print("| " + " | ".join(map(str, cells)) + " |", flush=True)
             if r["errors"]:
                 notes.append(f"{kind} {name}: first error: {r['first_error']}")
     report.table(headers, table)
+    for kind, out in ABUSE.items():
+        ratio = out["loaded"]["p99"] / out["unloaded"]["p99"]
+        report.text(
+            f"Abuse cases beside 50 clients ({kind}): other tenants' p99 {out['unloaded']['p99']:.0f} ms alone, "
+            f"{out['loaded']['p99']:.0f} ms with the abuse running ({ratio:.2f}x; target <= 2x); the largest server process "
+            f"(uvicorn or job worker) peaked at {out['peak_rss_mb']:.0f} MB (target <= 2048 MB)."
+        )
+        codes = sorted({c for st in out["statuses"].values() for c in st})
+        report.table(
+            ["abuse case", *[f"HTTP {c}" if c.isdigit() else c for c in codes]],
+            [[name, *[st.get(c, 0) for c in codes]] for name, st in out["statuses"].items()],
+        )
+        print(report.blocks[-2]["text"])
     for note in notes:
         print(note)
         report.text(note)

@@ -28,8 +28,16 @@ from dojang.errors import ServiceError
     default=None,
     help="Where an admin token is written, mode 0600 (default: admin-token in the data directory). Tokens never go to stdout.",
 )
+@click.option(
+    "--workers",
+    default=1,
+    show_default=True,
+    type=click.IntRange(1, 64),
+    help="Server processes on this port (one per core serves the most text detections; each has its own job workers "
+    "unless DOJANG_JOB_QUEUE=redis). Share rate limits between them with DOJANG_REDIS_URL.",
+)
 @friendly_errors
-def serve(host: str, port: int, dev: bool | None, new_admin_token: bool, token_file: str | None) -> None:
+def serve(host: str, port: int, dev: bool | None, new_admin_token: bool, token_file: str | None, workers: int) -> None:
     """Start the verification service. DOJANG_DATABASE_URL=postgresql://... runs it on PostgreSQL;
     DOJANG_MASTER_KEY encrypts keys at rest (required outside dev mode)."""
     try:
@@ -79,8 +87,14 @@ def serve(host: str, port: int, dev: bool | None, new_admin_token: bool, token_f
     # X-Forwarded-For is believed only from the proxies named in DOJANG_TRUSTED_PROXIES (uvicorn
     # would otherwise trust it from 127.0.0.1, so any local caller could pick its own address).
     proxies = settings.trusted_proxies
+    target: Any = app
+    if workers > 1:  # each process builds its own app from the same environment
+        os.environ["DOJANG_DEV"] = "1" if dev else "0"
+        target = "dojang.service.app:app_from_env"
     uvicorn.run(
-        app,
+        target,
+        factory=workers > 1,
+        workers=workers if workers > 1 else None,
         host=host,
         port=port,
         log_level="warning",

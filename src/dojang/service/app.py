@@ -22,7 +22,7 @@ from dojang.service.db import open_database
 from dojang.service.inputs import BodyTooLarge, ErrorResponse
 from dojang.service.repo import Principal, Repo
 
-__all__ = ["create_app"]
+__all__ = ["app_from_env", "create_app"]
 
 log = logging.getLogger(__name__)
 
@@ -114,28 +114,39 @@ def make_limiter(settings: Settings) -> RateLimiter | SharedRateLimiter:
     return RateLimiter()
 
 
+JSON_ROUTES = frozenset({"/v1/text/detect", "/v1/text/generate"})  # bodies bounded by the text and prompt limits
+
+
+def json_body_limit(settings: Settings) -> int:
+    """The most bytes a JSON text request can need: the text and the prompt at their limits, each
+    character written as a JSON escape (at most 6 bytes), and room for the other fields."""
+    return min(6 * (settings.max_text_chars + settings.max_prompt_chars) + 16 * 1024, settings.max_upload_bytes + 64 * 1024)
+
+
 class BodyLimit:
     """Count a request body's bytes as they arrive and answer 413 at the limit. The Content-Length
     check in ``limits`` misses chunked uploads, whose JSON bodies were read whole into memory (and
     multipart ones spooled whole to disk) before any check ran."""
 
-    def __init__(self, app: Any, *, limit: int) -> None:
+    def __init__(self, app: Any, *, limit: int, json_limit: int | None = None) -> None:
         self.app = app
         self.limit = limit
+        self.json_limit = json_limit or limit
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         seen, started = 0, False
+        limit = self.json_limit if scope.get("path") in JSON_ROUTES else self.limit
 
         async def counted() -> Any:
             nonlocal seen
             message = await receive()
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
-                if seen > self.limit:
-                    raise BodyTooLarge(self.limit)
+                if seen > limit:
+                    raise BodyTooLarge(limit)
             return message
 
         async def watched(message: Any) -> None:
@@ -314,13 +325,24 @@ def create_app(settings: Settings) -> FastAPI:
         ],
     )
     app.state.services = Services(settings)
-    app.add_middleware(BodyLimit, limit=settings.max_upload_bytes + 64 * 1024)  # the same allowance for form overhead
+    app.add_middleware(  # the same allowance for form overhead; JSON text requests by their own limits
+        BodyLimit, limit=settings.max_upload_bytes + 64 * 1024, json_limit=json_body_limit(settings)
+    )
 
     @app.middleware("http")
     async def limits(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
         length = request.headers.get("content-length")
-        if length is not None and length.isdigit() and int(length) > settings.max_upload_bytes + 64 * 1024:
-            return JSONResponse({"detail": f"request body larger than {settings.max_upload_bytes} bytes"}, status_code=413)
+        if length is not None and length.isdigit():
+            if int(length) > settings.max_upload_bytes + 64 * 1024:
+                return JSONResponse({"detail": f"request body larger than {settings.max_upload_bytes} bytes"}, status_code=413)
+            if request.url.path in JSON_ROUTES and int(length) > json_body_limit(settings):
+                return JSONResponse(
+                    {
+                        "detail": f"request body larger than {json_body_limit(settings)} bytes (texts up to "
+                        f"{settings.max_text_chars} characters, prompts up to {settings.max_prompt_chars})"
+                    },
+                    status_code=413,
+                )
         try:
             return await asyncio.wait_for(call_next(request), timeout=settings.request_timeout_s)
         except TimeoutError:
@@ -383,3 +405,8 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(routes_c2pa.router)
     app.include_router(page.router)
     return app
+
+
+def app_from_env() -> FastAPI:
+    """The app of one `dojang serve --workers N` process, from the environment (DOJANG_DEV=1: dev mode)."""
+    return create_app(Settings.from_env(dev=os.environ.get("DOJANG_DEV") == "1"))

@@ -124,7 +124,8 @@ def make_engine(url: str) -> Engine:
         url = "postgresql+psycopg://" + url.split("://", 1)[1]
     if url.startswith("sqlite:///"):
         _private_file(Path(url.removeprefix("sqlite:///")))
-    engine = create_engine(url, pool_pre_ping=True)
+    # a server's connections can drop (restarts, idle timeouts): ping before use; a SQLite file cannot
+    engine = create_engine(url, pool_pre_ping=not url.startswith("sqlite"))
     if engine.dialect.name == "sqlite":
 
         @event.listens_for(engine, "connect")
@@ -132,6 +133,9 @@ def make_engine(url: str) -> Engine:
             conn.execute("PRAGMA foreign_keys=ON")
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA busy_timeout=30000")
+            # WAL with synchronous=NORMAL: a commit survives the process being killed (only a power
+            # cut can take the last ones back), without an fsync per commit
+            conn.execute("PRAGMA synchronous=NORMAL")
 
     return engine
 

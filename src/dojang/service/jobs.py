@@ -384,7 +384,11 @@ class WorkerPool:
     def start(self) -> None:
         with self._cond:
             while len(self._children) < self.size and not self._closed:
-                child = _Child(self._ctx)
+                try:
+                    child = _Child(self._ctx)
+                except (AssertionError, OSError) as err:  # a daemonic process, or no processes left
+                    log.error("cannot start a worker process: %s", err)
+                    raise JobError(503, "the service cannot start worker processes; see its log") from None
                 self._children.append(child)
                 self._idle.append(child)
             self._cond.notify_all()
