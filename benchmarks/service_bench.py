@@ -246,14 +246,19 @@ def _abusers(base: str, provider: dict[str, str], stop: threading.Event, statuse
     """The abuse cases, each in a loop until ``stop``: an anonymous 10 MB prompt; a 9400x9400 PNG
     to stamp; keys and tokens past their caps; anonymous detections with a new X-Forwarded-For
     each; seed 2**70 and a 401-character generator."""
+    import json
+
     import httpx
     from PIL import Image
 
     buf = io.BytesIO()
     Image.new("L", (9400, 9400), 128).save(buf, "PNG", optimize=True)
     bomb, small, lock = buf.getvalue(), _small_png(), threading.Lock()
+    huge = json.dumps({"text": "hello there", "prompt": "x" * 10_000_000}).encode()
     cases: dict[str, Any] = {
-        "10 MB prompt (anonymous)": lambda h: h.post("/v1/text/detect", json={"text": "hello there", "prompt": "x" * 10_000_000}),
+        "10 MB prompt (anonymous)": lambda h: h.post(
+            "/v1/text/detect", content=huge, headers={"Content-Type": "application/json"}
+        ),
         "9400x9400 PNG stamp": lambda h: h.post(
             "/v1/image/stamp", files={"file": ("big.png", bomb, "image/png")}, headers=provider
         ),
@@ -292,13 +297,26 @@ def _small_png() -> bytes:
     return buf.getvalue()
 
 
+def _abuse_process(base: str, provider: dict[str, str], seconds: float, out: Any) -> None:
+    """The abusers in a process of their own, so that their clients do not slow the measured ones'."""
+    stop, statuses = threading.Event(), {}
+    threads = _abusers(base, provider, stop, statuses)
+    for t in threads:
+        t.start()
+    time.sleep(seconds)
+    stop.set()
+    for t in threads:
+        t.join()
+    out.put(statuses)
+
+
 def abuse_under_load(
     base: str, verifier: dict[str, str], provider: dict[str, str], text: Scenario, seconds: float, server_pid: int
 ) -> dict[str, Any]:
     """Other tenants' text detections alone, then with every abuse case running beside them; the
     server's memory (each process of its tree) is sampled throughout."""
     unloaded = _load(base, verifier, text, text.clients, seconds)
-    stop, statuses = threading.Event(), {}
+    stop = threading.Event()
     peak: dict[int, float] = {}
 
     def sample() -> None:
@@ -307,15 +325,22 @@ def abuse_under_load(
                 peak[pid] = max(peak.get(pid, 0.0), mb)
             time.sleep(0.25)
 
-    threads = [*_abusers(base, provider, stop, statuses), threading.Thread(target=sample)]
-    for t in threads:
-        t.start()
+    import multiprocessing as mp
+
+    ctx = mp.get_context("spawn")
+    box = ctx.Queue()
+    abusers = ctx.Process(target=_abuse_process, args=(base, provider, seconds + 3.0, box))
+    abusers.start()
+    sampler = threading.Thread(target=sample)
+    sampler.start()
+    time.sleep(3.0)  # the abusers are running before the measured clients start
     try:
         loaded = _load(base, verifier, text, text.clients, seconds)
     finally:
         stop.set()
-        for t in threads:
-            t.join()
+        sampler.join()
+        statuses = box.get(timeout=300)
+        abusers.join(60)
     return {"unloaded": unloaded, "loaded": loaded, "statuses": statuses, "peak_rss_mb": max(peak.values(), default=0.0)}
 
 
@@ -373,6 +398,43 @@ def run_database(
                 drop()
 
 
+def kill_row(report: Any, *, seconds: float) -> None:
+    """Two replicas and a worker on PostgreSQL and Redis, SIGKILL of a replica and then of the
+    worker mid-load (the scenario of tests/test_service_scale.py): acknowledged against stored."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    import redis
+
+    from tests.scale_scenario import REDIS_URL as QUEUE_REDIS
+    from tests.scale_scenario import run_scenario
+
+    pg, drop, why = _postgres()
+    if pg is None:
+        report.text(f"Kill run skipped: {why}")
+        return
+    try:
+        redis.Redis.from_url(QUEUE_REDIS, socket_connect_timeout=1).flushdb()
+    except redis.RedisError as err:
+        drop()
+        report.text(f"Kill run skipped: Redis is not reachable ({type(err).__name__})")
+        return
+    try:
+        with tempfile.TemporaryDirectory(prefix="dojang-kill-") as tmp:
+            out = run_scenario(pg, Path(tmp), seconds=seconds)
+    finally:
+        drop()
+    acked, stored = set(out["acknowledged"].values()), out["stored"]
+    once = len(stored) == len(set(stored)) and set(stored) == acked and out["audit_entries"] == out["job_answers"] == len(stored)
+    report.text(
+        f"Scale-out: 2 replicas and 1 worker (PostgreSQL, Redis queue), 6 clients stamping through both for {seconds:g} s "
+        "under Idempotency-Keys; SIGKILL of replica A after a fifth of the run, then of the worker (a new one starts)."
+    )
+    report.table(
+        ["acknowledged stamps", "retried after a kill", "stored", "audit entries", "stored exactly once", "errors"],
+        [[len(acked), out["retried"], len(stored), out["audit_entries"], "yes" if once else "NO", len(out["problems"])]],
+    )
+    print(report.blocks[-2]["text"], report.blocks[-1], sep="\n")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="fewer clients (8 and 4), 5 s per measurement")
@@ -382,6 +444,7 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=None, help="seconds per measurement (default 20; 5 with --quick)")
     ap.add_argument("--db", default="sqlite,postgresql", help="databases to run, comma-separated")
     ap.add_argument("--out", default=None, help="write the table and its settings as JSON here")
+    ap.add_argument("--no-kill", action="store_true", help="skip the replica and worker kill run")
     args = ap.parse_args()
     text_clients = args.text_clients or (8 if args.quick else 50)
     image_clients = args.image_clients or (4 if args.quick else 10)
@@ -413,6 +476,8 @@ def main() -> None:
             if r["errors"]:
                 notes.append(f"{kind} {name}: first error: {r['first_error']}")
     report.table(headers, table)
+    if not args.no_kill:
+        kill_row(report, seconds=max(20.0, 2 * seconds))
     for kind, out in ABUSE.items():
         ratio = out["loaded"]["p99"] / out["unloaded"]["p99"]
         report.text(

@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import os
 import secrets
-import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -22,9 +20,8 @@ from sqlalchemy import func, select
 
 from dojang.image import embed
 from dojang.provenance import init_dev_chain
+from tests.scale_scenario import REDIS_URL, start_worker
 from tests.service_env import Env, build_env, live_server, png_bytes
-
-REDIS_URL = "redis://127.0.0.1:6379/9"  # a database of its own, flushed by the tests that use it
 
 
 def _signing(env: Env) -> None:
@@ -215,24 +212,6 @@ def redis_db() -> Any:
         pytest.skip(f"Redis is not reachable at 127.0.0.1:6379 ({type(err).__name__}): the queue tests could not run")
     yield client
     client.flushdb()
-
-
-def start_worker(database_url: str, master_key: bytes, root: Path, **env: str) -> subprocess.Popen[bytes]:
-    """A real `dojang worker` process on the Redis queue."""
-    environ = {
-        **os.environ,
-        "DOJANG_DATABASE_URL": database_url,
-        "DOJANG_MASTER_KEY": master_key.hex(),
-        "DOJANG_REDIS_URL": REDIS_URL,
-        "DOJANG_DATA_DIR": str(root / "worker-data"),
-        **env,
-    }
-    return subprocess.Popen(
-        [sys.executable, "-m", "dojang", "worker"],
-        env=environ,
-        stdout=subprocess.DEVNULL,
-        stderr=(root / "worker.log").open("wb"),
-    )
 
 
 def test_jobs_run_on_a_worker_process_through_redis(tmp_path, redis_db) -> None:  # type: ignore[no-untyped-def]

@@ -197,7 +197,7 @@ class RedisQueue:
         loop = asyncio.get_running_loop()
         if self._arq is None or self._loop is not loop:
             settings = RedisSettings.from_dsn(self.settings.redis_url or "")
-            settings.conn_timeout = 1
+            settings.conn_timeout = 3  # past it, jobs run in this process until Redis answers again
             settings.conn_retries = 0
             self._arq = await create_pool(settings, default_queue_name=QUEUE_NAME)
             self._loop = loop
@@ -241,7 +241,11 @@ class RedisQueue:
                     f"too many jobs of yours at once (at most {self.settings.max_jobs_per_caller}); retry later",
                     self._retry_after(depth),
                 )
-            return await self._run(redis, kind, args, job_id, gone, writes)
+            try:
+                return await self._run(redis, kind, args, job_id, gone, writes)
+            except (RedisError, OSError) as err:
+                self._arq = None
+                raise JobError(503, f"the job queue (Redis) failed ({type(err).__name__}); retry", 1) from None
         finally:
             with contextlib.suppress(RedisError, OSError):
                 await redis.decr(mine)
@@ -333,6 +337,8 @@ def run_worker(settings: Settings, *, burst: bool = False) -> None:
         from dojang.errors import ServiceError
 
         raise ServiceError("a worker takes its jobs from Redis: set DOJANG_REDIS_URL (and DOJANG_JOB_QUEUE=redis on the service)")
+    from redis.exceptions import RedisError
+
     pool = make_pool(settings)
 
     async def startup(ctx: dict[str, Any]) -> None:
@@ -340,21 +346,29 @@ def run_worker(settings: Settings, *, burst: bool = False) -> None:
         ctx["settings"] = settings
         pool.start()
 
-    async def shutdown(ctx: dict[str, Any]) -> None:
+    redis_settings = RedisSettings.from_dsn(settings.redis_url)
+    redis_settings.conn_timeout = 5  # a loaded machine can take more than arq's 1 s to connect
+    redis_settings.conn_retries = 10
+    try:
+        while True:
+            worker = Worker(
+                functions=[func(dojang_job, name="dojang_job", timeout=settings.job_timeout_s + 10, max_tries=3)],  # type: ignore[arg-type]
+                redis_settings=redis_settings,
+                queue_name=QUEUE_NAME,
+                max_jobs=pool.size + 1,
+                poll_delay=0.01,
+                allow_abort_jobs=True,
+                keep_result=120,
+                on_startup=startup,
+                burst=burst,
+                handle_signals=True,
+                log_results=False,
+            )
+            try:
+                worker.run()  # returns when stopped (SIGINT, SIGTERM) or, with burst, when the queue is empty
+                return
+            except (RedisError, OSError, TimeoutError) as err:  # Redis went away: the pool stays, the worker comes back
+                log.warning("the job queue (Redis) failed (%s); reconnecting in 1 s", type(err).__name__)
+                time.sleep(1.0)
+    finally:
         pool.close()
-
-    worker = Worker(
-        functions=[func(dojang_job, name="dojang_job", timeout=settings.job_timeout_s + 10, max_tries=3)],  # type: ignore[arg-type]
-        redis_settings=RedisSettings.from_dsn(settings.redis_url),
-        queue_name=QUEUE_NAME,
-        max_jobs=pool.size + 1,
-        poll_delay=0.01,
-        allow_abort_jobs=True,
-        keep_result=120,
-        on_startup=startup,
-        on_shutdown=shutdown,
-        burst=burst,
-        handle_signals=True,
-        log_results=False,
-    )
-    worker.run()
