@@ -239,3 +239,21 @@ def test_canonical_variant_keeps_human_text_calibrated(tokenizer) -> None:
         ps.append(det.detect(edited).p_value)
     ps_arr = np.asarray(ps)
     assert (ps_arr <= 0.01).mean() <= 0.03 and (ps_arr <= 0.1).mean() <= 0.15
+
+
+def test_the_ascii_shortcut_of_the_canonical_form_is_exact() -> None:
+    """Printable ASCII without double spaces skips the character loop: on 50,000 random strings of
+    printable ASCII, tabs, newlines and other controls, the shortcut and the loop agree."""
+    import random
+    import string
+
+    from dojang.text._canonical import _canonicalize, canonicalize
+
+    rng = random.Random(7)
+    alphabet = string.printable + "\x1c\x1f\x00"
+    shortcut = 0
+    for _ in range(50_000):
+        text = "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 14)))
+        assert canonicalize(text) == _canonicalize(text), repr(text)
+        shortcut += text.isprintable() and "  " not in text
+    assert shortcut > 5_000  # the shortcut was taken often enough to be tested

@@ -90,6 +90,9 @@ def serve(host: str, port: int, dev: bool | None, new_admin_token: bool, token_f
     target: Any = app
     if workers > 1:  # each process builds its own app from the same environment
         os.environ["DOJANG_DEV"] = "1" if dev else "0"
+        # text detections hold the GIL: the cores are split between the processes (job workers are
+        # processes of their own, and a process's share of requests varies, so each keeps one per core)
+        os.environ.setdefault("DOJANG_DETECT_WORKERS", str(max(1, (os.cpu_count() or 1) // workers)))
         target = "dojang.service.app:app_from_env"
     uvicorn.run(
         target,

@@ -122,7 +122,9 @@ def _idempotency(request: Request, principal: Principal, route: str) -> str | No
 MAX_IDEMPOTENCY_KEY = 200
 
 
-def _shape(det: Detection, owners: dict[str, str], names: dict[str, str], principal: Principal | None) -> dict[str, Any]:
+def _shape(
+    det: Detection, owners: dict[str, str], names: Callable[[], dict[str, str]], principal: Principal | None
+) -> dict[str, Any]:
     """What the caller may see: scores, p-values and spans only for the key's owner; the verdict
     and the provider's name for everyone else (a detection oracle must not leak scores)."""
     pattern_only = det.verdict is Verdict.INCONCLUSIVE and bool(det.keyed_pattern_seen)
@@ -132,7 +134,7 @@ def _shape(det: Detection, owners: dict[str, str], names: dict[str, str], princi
     )
     # A pattern without a valid payload names no provider (it proves nothing); its key's owner sees the detail.
     shown = owner if det.verdict is Verdict.DETECTED else None
-    out: dict[str, Any] = {"verdict": det.verdict.value, "provider": names.get(shown) if shown else None}
+    out: dict[str, Any] = {"verdict": det.verdict.value, "provider": names().get(shown) if shown else None}
     if pattern_only:
         # An image with a provider's keyed pattern but no payload that verifies (an average of marked
         # images, a forgery): said to everyone, and counted apart; which key stays the owner's to know.
@@ -242,7 +244,7 @@ def text_detect(
     tokenizer = svc.tokenizer()
     det = svc.detect(lambda: TextDetector(keys=ring, tokenizer=tokenizer).detect(body.text, prompt=body.prompt))
     svc.observe.verdict("text", det.verdict.value)
-    out = _shape(det, owners, svc.repo.tenant_names(), principal)
+    out = _shape(det, owners, svc.repo.tenant_names, principal)
     _audit(
         svc,
         principal,
@@ -273,7 +275,7 @@ async def image_detect(
     args = {"data": data, "name": file.filename or "upload", "filters": filters}
     det = await _job(svc, request, principal, "image_detect", args)
     svc.observe.verdict("image", det.verdict.value)
-    out = _shape(det, owners, svc.repo.tenant_names(), principal)
+    out = _shape(det, owners, svc.repo.tenant_names, principal)
     key_seen = det.key_id if out["detail"] == "owner" else None  # which key matched is the owner's to know
     await run_in_threadpool(_audit, svc, principal, request, "image", det.verdict.value, key_seen, data)
     return out
@@ -334,7 +336,7 @@ async def verify_file(
     out = result.to_dict()
     key_seen = None
     if result.watermark is not None:
-        out["watermark"] = _shape(result.watermark, owners, svc.repo.tenant_names(), principal)
+        out["watermark"] = _shape(result.watermark, owners, svc.repo.tenant_names, principal)
         key_seen = result.watermark.key_id if out["watermark"]["detail"] == "owner" else None
         if key_seen is None and result.watermark.verdict is Verdict.DETECTED:
             _verdict_only(out, result.state, result.kind)

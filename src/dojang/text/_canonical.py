@@ -37,6 +37,14 @@ def _is_latin_letter(ch: str) -> bool:
 
 def canonicalize(text: str) -> tuple[str, list[int]]:
     """(canonical text, index into ``text`` of each canonical character)."""
+    if text.isascii() and text.isprintable() and "  " not in text:
+        # Printable ASCII without double spaces is its own canonical form: no invisible or
+        # compatibility characters, no look-alikes, and its only whitespace is single spaces.
+        return text, list(range(len(text)))
+    return _canonicalize(text)
+
+
+def _canonicalize(text: str) -> tuple[str, list[int]]:
     chars: list[str] = []
     index: list[int] = []
     word_start = 0  # position in ``chars`` where the current word began

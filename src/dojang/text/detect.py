@@ -124,8 +124,8 @@ class TextDetector:
         all_ids = np.asarray(prompt_ids + ids, dtype=np.int64)
         off = None
         if offsets is not None:
-            rows = [[0, 0]] * len(prompt_ids) + [[a + shift, b + shift] for a, b in offsets]
-            off = np.asarray(rows, dtype=np.int64).reshape(-1, 2)
+            answer = np.asarray(offsets, dtype=np.int64).reshape(-1, 2) + shift
+            off = np.concatenate([np.zeros((len(prompt_ids), 2), dtype=np.int64), answer])
         return _Encoded(all_ids, len(prompt_ids), off)
 
     # -- detection -----------------------------------------------------------------------------
