@@ -196,6 +196,7 @@ def test_generation_replays_under_its_idempotency_key(tmp_path, tiny_model, toke
     assert again.json() == first.json() and again.headers.get("idempotent-replayed") == "true"
     with env.app.state.services.engine.connect() as conn:
         assert conn.execute(select(func.count()).select_from(db.texts)).scalar_one() == 1
+        assert conn.execute(select(db.texts.c.model)).scalar_one() == "tiny-model"  # the entry names the model used
 
 
 # -- the Redis queue and `dojang worker` ------------------------------------------------------------

@@ -168,6 +168,7 @@ def _stamp(
     request_sha256: str,
 ) -> tuple[Any, bool]:
     from dojang.provenance import ManifestSigner, stamp_bytes
+    from dojang.provenance._c2pa import MIME
     from dojang.service.repo import BufferedStore, StoredJob, audit_row
 
     stored = _replayed(cx, job_id, request_sha256)
@@ -181,8 +182,7 @@ def _stamp(
     store = BufferedStore(cx.engine, tenant_id)
     signer = ManifestSigner(chain=signing[0], key_pem=signing[1])
     signed, info = stamp_bytes(data, fmt, key=keys[-1][0], signer=signer, store=store, generator=generator, title=title)
-    media = {"PNG": "image/png", "JPEG": "image/jpeg", "WEBP": "image/webp"}[fmt]
-    job = StoredJob(job_id, tenant_id, "stamp", request_sha256, media, signed, {"content_id": info.content_id})
+    job = StoredJob(job_id, tenant_id, "stamp", request_sha256, MIME[fmt], signed, {"content_id": info.content_id})
     audit = audit_row(principal, "stamp", "stamped", info.key_id, hashlib.sha256(signed).hexdigest(), None, client)
     first = cx.repo.commit_job(job, manifests=store.manifests, audit=audit)
     return first, first is not job
@@ -234,7 +234,8 @@ def _generate(
         seed=seed,
     )[0]
     store = BufferedStore(cx.engine, principal.tenant_id)
-    entry = record_text(store, gen.text, key_id=key.key_id, scheme=scheme, model=DEFAULT_MODEL_NAME)
+    model_name = os.path.basename(os.path.normpath(path)) if path else DEFAULT_MODEL_NAME  # the entry names the model used
+    entry = record_text(store, gen.text, key_id=key.key_id, scheme=scheme, model=model_name)
     answer = {"text": gen.text, "key_id": key.key_id, "scheme": scheme, "entry_id": entry.entry_id}
     body = json.dumps(answer).encode()
     job = StoredJob(job_id, principal.tenant_id, "generate", request_sha256, "application/json", body, {})

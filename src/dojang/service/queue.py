@@ -81,11 +81,18 @@ def _budget(settings: Settings) -> float:
     return max(1.0, settings.request_timeout_s - DEADLINE_MARGIN_S)
 
 
-async def _stored(repo: Repo, job_id: str) -> Any:
+async def _after_stop(repo: Repo, job_id: str, why: str, writes: bool) -> Any:
+    """The answer for a job that was stopped (``why``: "gone" or "deadline"): a job that writes
+    may have committed just before it was stopped, and then its stored answer is the answer."""
     from starlette.concurrency import run_in_threadpool
 
-    stored = await run_in_threadpool(repo.stored_job, job_id)
-    return None if stored is None else (stored, False)
+    if writes:
+        stored = await run_in_threadpool(repo.stored_job, job_id)
+        if stored is not None:
+            return stored, False
+    if why == "gone":
+        raise JobError(499, "the client went away; the job was stopped and wrote nothing")
+    raise JobError(504, "the request took too long; the job was stopped and wrote nothing")
 
 
 class LocalQueue:
@@ -151,22 +158,13 @@ class LocalQueue:
             except JobError as err:
                 if err.status != 499:
                     raise
-            if writes:
-                stored = await _stored(self.repo, job_id)
-                if stored is not None:
-                    return stored
-            if why == "gone":
-                raise JobError(499, "the client went away; the job was stopped and wrote nothing")
-            raise JobError(504, "the request took too long; the job was stopped and wrote nothing")
+            return await _after_stop(self.repo, job_id, why, writes)
         except asyncio.CancelledError:
             if gone is not None:  # a job under an Idempotency-Key goes on for its retry
                 cancel.set()
             raise
         finally:
             pool.release(who)
-
-    def close(self) -> None:
-        """Nothing to end: the pool is the process's and ends with it."""
 
 
 class RedisQueue:
@@ -296,16 +294,7 @@ class RedisQueue:
             if gone is not None:
                 await asyncio.shield(_abort(job, 0.1))
             raise
-        if writes:
-            stored = await _stored(self.repo, job_id)
-            if stored is not None:
-                return stored
-        if why == "gone":
-            raise JobError(499, "the client went away; the job was stopped and wrote nothing")
-        raise JobError(504, "the request took too long; the job was stopped and wrote nothing")
-
-    def close(self) -> None:
-        self.local.close()
+        return await _after_stop(self.repo, job_id, why or "deadline", writes)
 
 
 async def _abort(job: Any, timeout: float) -> None:
