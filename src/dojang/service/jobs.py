@@ -269,9 +269,12 @@ def _child_main(conn: Connection) -> None:
     global _conn
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C goes to the parent, which ends the children
     _conn = conn
+    _setup(True)  # a job sent while this process still starts does not pay for its imports
     import dojang.image
     import dojang.provenance  # noqa: F401
     from dojang.errors import DojangError
+
+    _setup(False)
 
     while True:
         try:
